@@ -1,0 +1,545 @@
+//! Audits: random-anchor audits, the search for modes over every sample,
+//! and neighbour look-ups.
+//!
+//! Each entry point reads what it needs from the catalog, closes it, does
+//! the counting ([`crate::search`] or the [`crate::index`]), and opens the
+//! catalog again only to store its result.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{Array2, Axis};
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::catalog::{AnchorRow, Catalog, NewAudit};
+use crate::error::{Error, Result};
+use crate::index::{self, IndexParams, ModelIndex, SyncAction, radius::Scratch};
+use crate::progress::Progress;
+use crate::score::{AnchorScore, AnchorSums, Kernel, Population, sampling_remarks};
+use crate::search::{self, SearchMode, Workload, exact_sums};
+use crate::vector::dot_exact;
+
+/// Options of a random-anchor audit.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub model: String,
+    pub anchors: usize,
+    pub theta: f64,
+    /// Neighbour radius; `theta` when `None`.
+    pub radius: Option<f64>,
+    pub search: SearchMode,
+    pub seed: u64,
+    pub index_params: IndexParams,
+}
+
+/// One anchor's result.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AnchorResult {
+    pub sample_id: i64,
+    #[serde(flatten)]
+    pub score: AnchorScore,
+}
+
+/// The result of an audit, as stored and printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub audit_id: i64,
+    pub model: String,
+    pub kind: String,
+    pub theta: f64,
+    pub radius: f64,
+    pub n_samples: u64,
+    pub n_anchors: usize,
+    pub search: SearchMode,
+    pub search_reason: String,
+    pub population: Population,
+    /// The anchor with the most neighbours (ties: smallest sample id).
+    pub worst: Option<AnchorResult>,
+    pub remarks: Vec<String>,
+    /// Seconds spent counting (without loading or storing).
+    pub search_s: f64,
+    /// Seconds spent building or loading the index, if used.
+    pub index_s: Option<f64>,
+    pub index_action: Option<SyncAction>,
+    pub elapsed_s: f64,
+    /// The anchors, worst first.
+    pub anchors: Vec<AnchorResult>,
+}
+
+/// Samples of a model, read once.
+struct Loaded {
+    ids: Vec<i64>,
+    embeddings: Array2<f32>,
+}
+
+fn load_samples(catalog_path: &Path, model: &str) -> Result<Loaded> {
+    let catalog = Catalog::open(catalog_path)?;
+    let (ids, embeddings) = catalog.embeddings(model, 0)?;
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument(format!("model {model:?} has no samples yet")));
+    }
+    Ok(Loaded { ids, embeddings })
+}
+
+/// Draws `count` distinct anchor rows out of `n`, reproducibly from `seed`,
+/// in ascending order.
+pub fn draw_anchor_rows(n: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, n, count).into_vec();
+    rows.sort_unstable();
+    rows
+}
+
+/// Sorts anchors worst first: most neighbours, ties to the smallest id.
+fn sort_worst_first(anchors: &mut [AnchorResult]) {
+    anchors.sort_by(|a, b| {
+        b.score.neighbors.cmp(&a.score.neighbors).then(a.sample_id.cmp(&b.sample_id))
+    });
+}
+
+/// Runs a random-anchor audit and stores it.
+pub fn run_audit(catalog_path: &Path, options: &AuditOptions, progress: Progress) -> Result<AuditReport> {
+    let started = Instant::now();
+    let kernel = Kernel::new(options.theta, options.radius.unwrap_or(options.theta))?;
+    let (ids, dim) = {
+        let catalog = Catalog::open(catalog_path)?;
+        let record = catalog.require_model(&options.model)?;
+        (catalog.sample_ids(&options.model)?, record.embed_dim)
+    };
+    let n = ids.len();
+    if n < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "model {:?} has {n} samples; an audit needs at least 2",
+            options.model
+        )));
+    }
+    if options.anchors == 0 || options.anchors > n {
+        return Err(Error::InvalidArgument(format!(
+            "--anchors must be between 1 and the number of samples ({n}), got {}",
+            options.anchors
+        )));
+    }
+    let rows = draw_anchor_rows(n, options.anchors, options.seed);
+    let dir = index::model_index_dir(catalog_path, &options.model);
+    let published = index::published_coverage(&dir);
+    let (mode, reason) = match options.search {
+        SearchMode::Auto => {
+            let (ready, missing) = match &published {
+                Some((coverage, _)) if coverage.n_points as usize == n => (true, 0),
+                Some((coverage, _)) => (false, n.saturating_sub(coverage.n_points as usize)),
+                None => (false, n),
+            };
+            search::choose(Workload {
+                n_anchors: options.anchors,
+                n_samples: n,
+                dim,
+                index_ready: ready,
+                index_missing: missing,
+            })
+        }
+        other => (other, "chosen by the user".to_string()),
+    };
+    tracing::debug!(search = mode.as_str(), %reason, "search chosen");
+    let mut index_s = None;
+    let mut index_action = None;
+    let search_started;
+    let sums: Vec<AnchorSums> = match mode {
+        SearchMode::Hnsw => {
+            let synced = index::sync(catalog_path, &options.model, options.index_params, progress)?;
+            index_s = Some(synced.elapsed_s);
+            index_action = Some(synced.action);
+            search_started = Instant::now();
+            let bar = progress.bar(rows.len() as u64, "anchors");
+            let sums = synced.index.radius_sums_many(&rows, &kernel, &bar);
+            bar.finish_and_clear();
+            sums
+        }
+        _ => {
+            let loaded = load_samples(catalog_path, &options.model)?;
+            debug_assert_eq!(loaded.ids, ids);
+            search_started = Instant::now();
+            let queries = loaded.embeddings.select(Axis(0), &rows);
+            let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();
+            let bar = progress.bar(n as u64, "scanning");
+            let sums = exact_sums(loaded.embeddings.view(), 0, queries.view(), &exclude, &kernel, &bar);
+            bar.finish_and_clear();
+            sums
+        }
+    };
+    let search_s = search_started.elapsed().as_secs_f64();
+    let mode = if mode == SearchMode::Auto { SearchMode::Exact } else { mode };
+    let mut anchors: Vec<AnchorResult> = rows
+        .iter()
+        .zip(&sums)
+        .map(|(&row, &s)| AnchorResult { sample_id: ids[row], score: AnchorScore::from_sums(s, n as u64) })
+        .collect();
+    sort_worst_first(&mut anchors);
+    let population = Population::from_mccs(anchors.iter().map(|a| a.score.mccs));
+    let worst = anchors.first().copied();
+    let params = serde_json::json!({
+        "seed": options.seed,
+        "requested_search": options.search,
+        "search_reason": reason,
+        "index": if mode == SearchMode::Hnsw { serde_json::to_value(options.index_params).ok() } else { None },
+        "expansion_shell": if mode == SearchMode::Hnsw { Some(index::radius::EXPANSION_SHELL) } else { None },
+        "n_infinite": population.n_infinite,
+        "mccs_std_error": population.std_error,
+        "search_s": search_s,
+    });
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let audit = NewAudit {
+        model: options.model.clone(),
+        kind: "anchors".into(),
+        parent_audit_id: None,
+        theta: kernel.theta(),
+        radius: kernel.radius(),
+        n_samples: n as u64,
+        n_anchors: anchors.len() as u64,
+        search: mode.as_str().into(),
+        mccs_mean: Some(population.mean),
+        mccs_std: Some(population.std),
+        mccs_max: Some(population.max),
+        worst_sample_id: worst.map(|w| w.sample_id),
+        worst_neighbors: worst.map(|w| w.score.neighbors),
+        elapsed_s,
+        params,
+    };
+    let audit_id = store(catalog_path, &audit, &anchors)?;
+    Ok(AuditReport {
+        audit_id,
+        model: options.model.clone(),
+        kind: audit.kind,
+        theta: kernel.theta(),
+        radius: kernel.radius(),
+        n_samples: n as u64,
+        n_anchors: anchors.len(),
+        search: mode,
+        search_reason: reason,
+        population,
+        worst,
+        remarks: sampling_remarks(n as u64, anchors.len()),
+        search_s,
+        index_s,
+        index_action,
+        elapsed_s,
+        anchors,
+    })
+}
+
+fn store(catalog_path: &Path, audit: &NewAudit, anchors: &[AnchorResult]) -> Result<i64> {
+    let rows: Vec<AnchorRow> = anchors
+        .iter()
+        .map(|a| AnchorRow {
+            sample_id: a.sample_id,
+            neighbors: a.score.neighbors,
+            similarity_sum: a.score.similarity_sum,
+            expected_similarity: a.score.expected_similarity,
+            mccs: a.score.mccs,
+        })
+        .collect();
+    let mut catalog = Catalog::open(catalog_path)?;
+    catalog.insert_audit(audit, &rows)
+}
+
+/// Options of the search for modes over every sample.
+#[derive(Debug, Clone)]
+pub struct ModesOptions {
+    pub model: String,
+    pub top: usize,
+    pub theta: f64,
+    pub radius: Option<f64>,
+    /// Distinct dense regions to examine (seeds), at least `top`.
+    pub seeds: usize,
+    /// Candidates examined around each seed.
+    pub per_seed: usize,
+    pub index_params: IndexParams,
+}
+
+/// Finds the top distinct modes over every sample and stores them as an
+/// audit of kind `modes`.
+///
+/// 1. Rank every sample by link density (free with the graph).
+/// 2. Walk that ranking and keep a seed whenever it is not within the
+///    radius of a seed already kept: one seed per dense region, densest
+///    first, up to `seeds`.
+/// 3. Around each seed, take the densest members of its half-radius ball
+///    as candidates (the seed's own count need not be its region's peak).
+/// 4. Count every candidate exactly against all samples.
+/// 5. Pick modes greedily by exact count (ties: smallest sample id),
+///    skipping candidates within the radius of a mode already picked, so a
+///    mode's own neighbours do not come back as the next modes.
+///
+/// What this can miss: a region whose every member ranks below `seeds`
+/// denser regions by link density. The tests check the result against an
+/// exhaustive count on seeded data.
+pub fn find_modes(catalog_path: &Path, options: &ModesOptions, progress: Progress) -> Result<AuditReport> {
+    let started = Instant::now();
+    let kernel = Kernel::new(options.theta, options.radius.unwrap_or(options.theta))?;
+    if options.top == 0 {
+        return Err(Error::InvalidArgument("--top must be at least 1".into()));
+    }
+    let synced = index::sync(catalog_path, &options.model, options.index_params, progress)?;
+    let index_s = synced.elapsed_s;
+    let idx = &synced.index;
+    let n = idx.len();
+    let search_started = Instant::now();
+    let density = idx.link_density(4);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by(|&a, &b| density[a as usize].total_cmp(&density[b as usize]).then(a.cmp(&b)));
+    let seeds = pick_distinct(idx, &order, kernel.radius_dot(), options.seeds.max(options.top));
+    let candidates = candidates_around(idx, &seeds, &density, &kernel, options.per_seed);
+    let sums = count_exactly(idx, &candidates, &kernel, progress);
+    let mut ranked: Vec<(u32, AnchorSums)> = candidates.iter().copied().zip(sums).collect();
+    ranked.sort_by(|a, b| {
+        b.1.neighbors
+            .cmp(&a.1.neighbors)
+            .then(idx.sample_ids()[a.0 as usize].cmp(&idx.sample_ids()[b.0 as usize]))
+    });
+    let ranked_ids: Vec<u32> = ranked.iter().map(|r| r.0).collect();
+    let modes = pick_distinct(idx, &ranked_ids, kernel.radius_dot(), options.top);
+    let by_id: std::collections::HashMap<u32, AnchorSums> = ranked.into_iter().collect();
+    let anchors: Vec<AnchorResult> = modes
+        .iter()
+        .map(|id| AnchorResult {
+            sample_id: idx.sample_ids()[*id as usize],
+            score: AnchorScore::from_sums(by_id[id], n as u64),
+        })
+        .collect();
+    let search_s = search_started.elapsed().as_secs_f64();
+    let population = Population::from_mccs(anchors.iter().map(|a| a.score.mccs));
+    let worst = anchors.first().copied();
+    let params = serde_json::json!({
+        "top": options.top,
+        "seeds": seeds.len(),
+        "candidates": candidates.len(),
+        "per_seed": options.per_seed,
+        "index": options.index_params,
+        "search_s": search_s,
+    });
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let audit = NewAudit {
+        model: options.model.clone(),
+        kind: "modes".into(),
+        parent_audit_id: None,
+        theta: kernel.theta(),
+        radius: kernel.radius(),
+        n_samples: n as u64,
+        n_anchors: anchors.len() as u64,
+        search: "hnsw".into(),
+        mccs_mean: Some(population.mean),
+        mccs_std: Some(population.std),
+        mccs_max: Some(population.max),
+        worst_sample_id: worst.map(|w| w.sample_id),
+        worst_neighbors: worst.map(|w| w.score.neighbors),
+        elapsed_s,
+        params,
+    };
+    let audit_id = store(catalog_path, &audit, &anchors)?;
+    Ok(AuditReport {
+        audit_id,
+        model: options.model.clone(),
+        kind: audit.kind,
+        theta: kernel.theta(),
+        radius: kernel.radius(),
+        n_samples: n as u64,
+        n_anchors: anchors.len(),
+        search: SearchMode::Hnsw,
+        search_reason: format!(
+            "{} seeds, {} candidates counted exactly over all samples",
+            seeds.len(),
+            candidates.len()
+        ),
+        population,
+        worst,
+        remarks: Vec::new(),
+        search_s,
+        index_s: Some(index_s),
+        index_action: Some(synced.action),
+        elapsed_s,
+        anchors,
+    })
+}
+
+/// Walks `order` and keeps up to `limit` points none of which lies within
+/// the radius (dot product at least `min_dot`) of another kept point.
+fn pick_distinct(idx: &ModelIndex, order: &[u32], min_dot: f64, limit: usize) -> Vec<u32> {
+    let mut kept: Vec<u32> = Vec::new();
+    for &id in order {
+        if kept.len() >= limit {
+            break;
+        }
+        let v = idx.vector(id as usize);
+        if kept.iter().all(|&k| dot_exact(v, idx.vector(k as usize)) < min_dot) {
+            kept.push(id);
+        }
+    }
+    kept
+}
+
+/// Each seed plus the `per_seed` densest members of its half-radius ball.
+fn candidates_around(
+    idx: &ModelIndex,
+    seeds: &[u32],
+    density: &[f32],
+    kernel: &Kernel,
+    per_seed: usize,
+) -> Vec<u32> {
+    let half = (std::f64::consts::PI * kernel.radius() / 2.0).cos();
+    let mut scratch = Scratch::new(idx.len());
+    let mut candidates: Vec<u32> = Vec::new();
+    for &seed in seeds {
+        candidates.push(seed);
+        let mut ball: Vec<u32> = idx
+            .ball(idx.vector(seed as usize), half, &mut scratch)
+            .members
+            .into_iter()
+            .filter(|&(id, dot)| dot >= half && id != seed)
+            .map(|(id, _)| id)
+            .collect();
+        ball.sort_by(|&a, &b| density[a as usize].total_cmp(&density[b as usize]).then(a.cmp(&b)));
+        candidates.extend(ball.into_iter().take(per_seed));
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    candidates
+}
+
+/// Exact sums of index members against every point of the index.
+fn count_exactly(idx: &ModelIndex, members: &[u32], kernel: &Kernel, progress: Progress) -> Vec<AnchorSums> {
+    let dim = idx.dim();
+    let n = idx.len();
+    let mut all = Array2::<f32>::zeros((n, dim));
+    for (i, mut row) in all.axis_iter_mut(Axis(0)).enumerate() {
+        row.as_slice_mut().expect("contiguous").copy_from_slice(idx.vector(i));
+    }
+    let rows: Vec<usize> = members.iter().map(|&m| m as usize).collect();
+    let queries = all.select(Axis(0), &rows);
+    let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();
+    let bar = progress.bar(n as u64, "counting");
+    let sums = exact_sums(all.view(), 0, queries.view(), &exclude, kernel, &bar);
+    bar.finish_and_clear();
+    sums
+}
+
+/// Where a neighbour query starts.
+#[derive(Debug, Clone)]
+pub enum NeighborQuery {
+    /// A sample of the model (left out of its own answer).
+    Sample(i64),
+    /// An external vector (normalised by the caller).
+    Vector(Vec<f32>),
+}
+
+/// How many neighbours to return.
+#[derive(Debug, Clone, Copy)]
+pub enum NeighborLimit {
+    Nearest(usize),
+    Radius(f64),
+}
+
+/// One neighbour.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Neighbor {
+    pub rank: usize,
+    pub sample_id: i64,
+    /// Normalised angular distance in `[0, 1]`.
+    pub distance: f64,
+    pub dot: f64,
+}
+
+/// The answer to a neighbour query, with its timings.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeighborReport {
+    pub model: String,
+    pub query_sample_id: Option<i64>,
+    pub neighbors: Vec<Neighbor>,
+    /// Milliseconds to bring the index up to date and open it.
+    pub open_ms: f64,
+    /// Milliseconds of the query itself.
+    pub query_ms: f64,
+    pub index_action: SyncAction,
+    pub index_points: usize,
+}
+
+/// Looks up neighbours in the model's index.
+pub fn neighbors(
+    catalog_path: &Path,
+    model: &str,
+    query: &NeighborQuery,
+    limit: NeighborLimit,
+    params: IndexParams,
+    progress: Progress,
+) -> Result<NeighborReport> {
+    let opened = Instant::now();
+    let synced = index::sync(catalog_path, model, params, progress)?;
+    let idx = &synced.index;
+    let (vector, own) = match query {
+        NeighborQuery::Sample(id) => {
+            let row = idx
+                .sample_ids()
+                .binary_search(id)
+                .map_err(|_| Error::UnknownSample { model: model.to_string(), sample_id: *id })?;
+            (idx.vector(row).to_vec(), Some(row))
+        }
+        NeighborQuery::Vector(v) => {
+            if v.len() != idx.dim() {
+                return Err(Error::Dimension {
+                    what: "query vector".into(),
+                    expected: idx.dim(),
+                    got: v.len(),
+                });
+            }
+            (v.clone(), None)
+        }
+    };
+    let open_ms = opened.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let mut found: Vec<(usize, f64)> = match limit {
+        NeighborLimit::Nearest(k) => {
+            let ef = idx.params().ef_search.max(k + 1);
+            idx.search(&vector, k + 1, ef)
+                .into_iter()
+                .filter(|(id, _)| Some(*id) != own)
+                .map(|(id, _)| (id, dot_exact(&vector, idx.vector(id))))
+                .collect()
+        }
+        NeighborLimit::Radius(r) => {
+            let min_dot = Kernel::new(r.max(f64::MIN_POSITIVE), r)?.radius_dot();
+            let mut scratch = Scratch::new(idx.len());
+            idx.ball(&vector, min_dot, &mut scratch)
+                .members
+                .into_iter()
+                .filter(|&(id, dot)| Some(id as usize) != own && dot >= min_dot)
+                .map(|(id, dot)| (id as usize, dot))
+                .collect()
+        }
+    };
+    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(idx.sample_ids()[a.0].cmp(&idx.sample_ids()[b.0])));
+    if let NeighborLimit::Nearest(k) = limit {
+        found.truncate(k);
+    }
+    let query_ms = started.elapsed().as_secs_f64() * 1e3;
+    let neighbors = found
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (id, dot))| Neighbor {
+            rank: rank + 1,
+            sample_id: idx.sample_ids()[id],
+            distance: Kernel::distance(dot),
+            dot,
+        })
+        .collect();
+    Ok(NeighborReport {
+        model: model.to_string(),
+        query_sample_id: match query {
+            NeighborQuery::Sample(id) => Some(*id),
+            NeighborQuery::Vector(_) => None,
+        },
+        neighbors,
+        open_ms,
+        query_ms,
+        index_action: synced.action,
+        index_points: idx.len(),
+    })
+}

@@ -1,0 +1,519 @@
+//! The DuckDB catalog: the single source of truth.
+//!
+//! Every sample, batch, model and audit lives here, in the tables of
+//! `sql/schema_v1.sql` (a public interface: users query them with any DuckDB
+//! client), plus the views of `sql/views.sql`.
+//!
+//! Two rules shape this module:
+//!
+//! - A batch is one transaction: its `batches` row and all its `samples` rows
+//!   commit together or not at all, so a crash or kill leaves every batch
+//!   whole or absent.
+//! - Writers hold the file briefly. DuckDB lets one process hold a file for
+//!   writing, and then no other process may open it, not even to read. So
+//!   commands open the catalog to read what they need, close it while they
+//!   compute (generate embeddings, search), and open it again to commit.
+//!   A [`Catalog`] value is therefore meant to live for one step, not for a
+//!   whole command.
+
+mod arrow_io;
+
+use std::path::{Path, PathBuf};
+
+use duckdb::{Config, Connection, OptionalExt, params};
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub use arrow_io::{SampleRows, query_to_json};
+
+/// Schema version this program writes and fully understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations by target version: applying entry `i` takes a catalog from
+/// version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../sql/schema_v1.sql")];
+
+const VIEWS: &str = include_str!("../../sql/views.sql");
+
+/// An open catalog.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A model's row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRecord {
+    pub model: String,
+    pub generator: String,
+    pub latent_dim: usize,
+    pub embed_dim: usize,
+    pub params: serde_json::Value,
+}
+
+/// A committed batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchRecord {
+    pub batch_id: i64,
+    pub model: String,
+    pub first_sample_id: i64,
+    pub n: usize,
+    pub seed: Option<u64>,
+}
+
+/// A new batch to commit.
+pub struct NewBatch<'a> {
+    pub model: &'a str,
+    pub source: &'a str,
+    pub seed: Option<u64>,
+    pub calibration_id: Option<i64>,
+    /// Latent codes, one row per sample, when known.
+    pub latents: Option<&'a Array2<f32>>,
+    /// Unit embeddings, one row per sample.
+    pub embeddings: &'a Array2<f32>,
+}
+
+/// Summary of a model for `modeaudit models`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub generator: String,
+    pub latent_dim: usize,
+    pub embed_dim: usize,
+    pub n_samples: i64,
+    pub n_batches: i64,
+    pub latest_audit_id: Option<i64>,
+    pub latest_audit_kind: Option<String>,
+    pub latest_mccs_mean: Option<f64>,
+    pub latest_worst_sample_id: Option<i64>,
+}
+
+/// An audit to store.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewAudit {
+    pub model: String,
+    pub kind: String,
+    pub parent_audit_id: Option<i64>,
+    pub theta: f64,
+    pub radius: f64,
+    pub n_samples: u64,
+    pub n_anchors: u64,
+    pub search: String,
+    pub mccs_mean: Option<f64>,
+    pub mccs_std: Option<f64>,
+    pub mccs_max: Option<f64>,
+    pub worst_sample_id: Option<i64>,
+    pub worst_neighbors: Option<u64>,
+    pub elapsed_s: f64,
+    pub params: serde_json::Value,
+}
+
+/// One anchor's stored scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AnchorRow {
+    pub sample_id: i64,
+    pub neighbors: u64,
+    pub similarity_sum: f64,
+    pub expected_similarity: f64,
+    pub mccs: f64,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) a catalog for writing, migrating its
+    /// schema to the current version.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        let catalog = Catalog { conn, path: path.to_path_buf() };
+        catalog.migrate()?;
+        Ok(catalog)
+    }
+
+    /// Opens an existing catalog read-only (other readers may share it).
+    pub fn open_read_only(path: &Path) -> Result<Catalog> {
+        if !path.exists() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no catalog at this path"),
+            ));
+        }
+        let config = Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|e| Error::catalog("configure read-only access", e))?;
+        let conn = Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))?;
+        let catalog = Catalog { conn, path: path.to_path_buf() };
+        let version = catalog.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew { path: path.into(), found: version, known: SCHEMA_VERSION });
+        }
+        Ok(catalog)
+    }
+
+    /// The file this catalog lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection, for ad-hoc queries and tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM information_schema.tables \
+                 WHERE table_name = 'schema_info' AND table_schema = 'main'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("read schema version", e))?;
+        if !exists {
+            return Ok(0);
+        }
+        self.conn
+            .query_row("SELECT coalesce(max(version), 0) FROM schema_info", [], |row| row.get(0))
+            .map_err(|e| Error::catalog("read schema version", e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let version = self.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let target = index as i64 + 1;
+            let sql = format!(
+                "BEGIN TRANSACTION;\n{migration}\n\
+                 INSERT INTO schema_info (version, tool_version) VALUES ({target}, '{}');\n\
+                 COMMIT;",
+                crate::VERSION
+            );
+            if let Err(e) = self.conn.execute_batch(&sql) {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(Error::catalog(format!("migrate schema to version {target}"), e));
+            }
+            tracing::info!(version = target, "catalog schema migrated");
+        }
+        self.conn.execute_batch(VIEWS).map_err(|e| Error::catalog("create views", e))?;
+        Ok(())
+    }
+
+    /// The model's record, if it exists.
+    pub fn model(&self, name: &str) -> Result<Option<ModelRecord>> {
+        self.conn
+            .query_row(
+                "SELECT model, generator, latent_dim, embed_dim, params::VARCHAR \
+                 FROM models WHERE model = ?",
+                params![name],
+                |row| {
+                    let params: Option<String> = row.get(4)?;
+                    Ok(ModelRecord {
+                        model: row.get(0)?,
+                        generator: row.get(1)?,
+                        latent_dim: row.get::<_, i64>(2)? as usize,
+                        embed_dim: row.get::<_, i64>(3)? as usize,
+                        params: params
+                            .and_then(|p| serde_json::from_str(&p).ok())
+                            .unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| Error::catalog(format!("read model {name:?}"), e))
+    }
+
+    /// The model's record, or [`Error::UnknownModel`].
+    pub fn require_model(&self, name: &str) -> Result<ModelRecord> {
+        self.model(name)?.ok_or_else(|| Error::UnknownModel(name.to_string()))
+    }
+
+    /// Creates a model, or checks that the existing one has the same
+    /// generator and sizes.
+    pub fn ensure_model(&self, record: &ModelRecord) -> Result<ModelRecord> {
+        if let Some(existing) = self.model(&record.model)? {
+            if existing.generator != record.generator
+                || existing.latent_dim != record.latent_dim
+                || existing.embed_dim != record.embed_dim
+            {
+                return Err(Error::ModelMismatch {
+                    model: record.model.clone(),
+                    existing: format!(
+                        "generator {} (latent {}, embedding {})",
+                        existing.generator, existing.latent_dim, existing.embed_dim
+                    ),
+                    requested: format!(
+                        "generator {} (latent {}, embedding {})",
+                        record.generator, record.latent_dim, record.embed_dim
+                    ),
+                });
+            }
+            return Ok(existing);
+        }
+        self.conn
+            .execute(
+                "INSERT INTO models (model, generator, latent_dim, embed_dim, params) \
+                 VALUES (?, ?, ?, ?, ?::JSON)",
+                params![
+                    record.model,
+                    record.generator,
+                    record.latent_dim as i64,
+                    record.embed_dim as i64,
+                    record.params.to_string()
+                ],
+            )
+            .map_err(|e| Error::catalog(format!("create model {:?}", record.model), e))?;
+        Ok(record.clone())
+    }
+
+    /// The batch of `model` that used `seed`, if any.
+    pub fn batch_with_seed(&self, model: &str, seed: u64) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT min(batch_id) FROM batches WHERE model = ? AND seed = ?",
+                params![model, seed],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("look up seed", e))
+    }
+
+    /// Number of batches the model has.
+    pub fn batch_count(&self, model: &str) -> Result<i64> {
+        self.conn
+            .query_row("SELECT count(*) FROM batches WHERE model = ?", params![model], |row| {
+                row.get(0)
+            })
+            .map_err(|e| Error::catalog("count batches", e))
+    }
+
+    /// Commits a batch and its samples in one transaction.
+    pub fn insert_batch(&mut self, batch: &NewBatch<'_>) -> Result<BatchRecord> {
+        let model = self.require_model(batch.model)?;
+        let n = batch.embeddings.nrows();
+        if batch.embeddings.ncols() != model.embed_dim {
+            return Err(Error::Dimension {
+                what: format!("embeddings for model {:?}", batch.model),
+                expected: model.embed_dim,
+                got: batch.embeddings.ncols(),
+            });
+        }
+        if let Some(latents) = batch.latents {
+            if latents.ncols() != model.latent_dim {
+                return Err(Error::Dimension {
+                    what: format!("latent codes for model {:?}", batch.model),
+                    expected: model.latent_dim,
+                    got: latents.ncols(),
+                });
+            }
+            assert_eq!(latents.nrows(), n, "one latent code per embedding");
+        }
+        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin batch", e))?;
+        let (batch_id, first_sample_id): (i64, i64) = tx
+            .query_row(
+                "SELECT (SELECT coalesce(max(batch_id), 0) + 1 FROM batches), \
+                        (SELECT coalesce(max(sample_id), 0) + 1 FROM samples)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| Error::catalog("allocate batch ids", e))?;
+        tx.execute(
+            "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            params![batch_id, batch.model, batch.source, batch.seed, n as i64, batch.calibration_id],
+        )
+        .map_err(|e| Error::catalog("insert batch", e))?;
+        let rows = SampleRows {
+            first_sample_id,
+            model: batch.model,
+            batch_id,
+            latents: batch.latents,
+            embeddings: batch.embeddings,
+        };
+        {
+            let mut appender = tx
+                .appender("samples")
+                .map_err(|e| Error::catalog("open the samples appender", e))?;
+            for record_batch in rows.record_batches() {
+                appender
+                    .append_record_batch(record_batch)
+                    .map_err(|e| Error::catalog("append samples", e))?;
+            }
+            appender.flush().map_err(|e| Error::catalog("flush samples", e))?;
+        }
+        tx.commit().map_err(|e| Error::catalog("commit batch", e))?;
+        Ok(BatchRecord { batch_id, model: batch.model.to_string(), first_sample_id, n, seed: batch.seed })
+    }
+
+    /// Sample ids of a model, ascending.
+    pub fn sample_ids(&self, model: &str) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sample_id FROM samples WHERE model = ? ORDER BY sample_id")
+            .map_err(|e| Error::catalog("list samples", e))?;
+        let ids = stmt
+            .query_map(params![model], |row| row.get(0))
+            .map_err(|e| Error::catalog("list samples", e))?
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .map_err(|e| Error::catalog("list samples", e))?;
+        Ok(ids)
+    }
+
+    /// Embeddings of a model's samples with `after < sample_id`, ascending
+    /// by id, with their ids.
+    pub fn embeddings(&self, model: &str, after: i64) -> Result<(Vec<i64>, Array2<f32>)> {
+        let record = self.require_model(model)?;
+        arrow_io::read_vectors(
+            &self.conn,
+            "SELECT sample_id, embedding FROM samples \
+             WHERE model = ? AND sample_id > ? ORDER BY sample_id",
+            model,
+            after,
+            record.embed_dim,
+        )
+    }
+
+    /// Latent codes of a model's samples with `after < sample_id`; samples
+    /// imported without codes are refused.
+    pub fn latents(&self, model: &str, after: i64) -> Result<(Vec<i64>, Array2<f32>)> {
+        let record = self.require_model(model)?;
+        arrow_io::read_vectors(
+            &self.conn,
+            "SELECT sample_id, latent FROM samples \
+             WHERE model = ? AND sample_id > ? ORDER BY sample_id",
+            model,
+            after,
+            record.latent_dim,
+        )
+    }
+
+    /// One sample's embedding and latent code (if stored).
+    pub fn sample(&self, model: &str, sample_id: i64) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let (ids, embeddings) = arrow_io::read_vectors(
+            &self.conn,
+            "SELECT sample_id, embedding FROM samples WHERE model = ? AND sample_id = ?",
+            model,
+            sample_id,
+            self.require_model(model)?.embed_dim,
+        )?;
+        if ids.is_empty() {
+            return Err(Error::UnknownSample { model: model.to_string(), sample_id });
+        }
+        let latent: Option<Vec<f32>> = self
+            .conn
+            .query_row(
+                "SELECT latent::VARCHAR FROM samples WHERE sample_id = ?",
+                params![sample_id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .map_err(|e| Error::catalog("read latent code", e))?
+            .and_then(|text| serde_json::from_str(&text).ok());
+        Ok((embeddings.row(0).to_vec(), latent))
+    }
+
+    /// Stores an audit and its anchors' rows in one transaction; returns its id.
+    pub fn insert_audit(&mut self, audit: &NewAudit, rows: &[AnchorRow]) -> Result<i64> {
+        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin audit", e))?;
+        let audit_id: i64 = tx
+            .query_row("SELECT coalesce(max(audit_id), 0) + 1 FROM audits", [], |row| row.get(0))
+            .map_err(|e| Error::catalog("allocate audit id", e))?;
+        tx.execute(
+            "INSERT INTO audits (audit_id, model, kind, parent_audit_id, theta, radius, \
+             n_samples, n_anchors, search, mccs_mean, mccs_std, mccs_max, worst_sample_id, \
+             worst_neighbors, elapsed_s, tool_version, params) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::JSON)",
+            params![
+                audit_id,
+                audit.model,
+                audit.kind,
+                audit.parent_audit_id,
+                audit.theta,
+                audit.radius,
+                audit.n_samples as i64,
+                audit.n_anchors as i64,
+                audit.search,
+                audit.mccs_mean,
+                audit.mccs_std,
+                audit.mccs_max,
+                audit.worst_sample_id,
+                audit.worst_neighbors.map(|n| n as i64),
+                audit.elapsed_s,
+                crate::VERSION,
+                audit.params.to_string()
+            ],
+        )
+        .map_err(|e| Error::catalog("insert audit", e))?;
+        {
+            let mut appender =
+                tx.appender("anchor_scores").map_err(|e| Error::catalog("open appender", e))?;
+            for row in rows {
+                appender
+                    .append_row(params![
+                        audit_id,
+                        row.sample_id,
+                        row.neighbors as i64,
+                        row.similarity_sum,
+                        row.expected_similarity,
+                        row.mccs
+                    ])
+                    .map_err(|e| Error::catalog("append anchor scores", e))?;
+            }
+            appender.flush().map_err(|e| Error::catalog("flush anchor scores", e))?;
+        }
+        tx.commit().map_err(|e| Error::catalog("commit audit", e))?;
+        Ok(audit_id)
+    }
+
+    /// Every model with its counts and latest audit.
+    pub fn model_summaries(&self) -> Result<Vec<ModelSummary>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.model, m.generator, m.latent_dim, m.embed_dim, \
+                        (SELECT count(*) FROM samples s WHERE s.model = m.model), \
+                        (SELECT count(*) FROM batches b WHERE b.model = m.model), \
+                        l.audit_id, l.kind, l.mccs_mean, l.worst_sample_id \
+                 FROM models m LEFT JOIN latest_audit l USING (model) ORDER BY m.model",
+            )
+            .map_err(|e| Error::catalog("list models", e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(ModelSummary {
+                    model: row.get(0)?,
+                    generator: row.get(1)?,
+                    latent_dim: row.get::<_, i64>(2)? as usize,
+                    embed_dim: row.get::<_, i64>(3)? as usize,
+                    n_samples: row.get(4)?,
+                    n_batches: row.get(5)?,
+                    latest_audit_id: row.get(6)?,
+                    latest_audit_kind: row.get(7)?,
+                    latest_mccs_mean: row.get(8)?,
+                    latest_worst_sample_id: row.get(9)?,
+                })
+            })
+            .map_err(|e| Error::catalog("list models", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("list models", e))?;
+        Ok(rows)
+    }
+
+    /// Runs a query and returns its columns and rows as JSON values.
+    pub fn query_json(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>)> {
+        query_to_json(&self.conn, sql)
+    }
+}
+
+/// Turns DuckDB's lock conflict into [`Error::CatalogLocked`].
+fn open_error(path: &Path, e: duckdb::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("Could not set lock") || text.contains("Conflicting lock") {
+        Error::CatalogLocked { path: path.to_path_buf() }
+    } else {
+        Error::catalog(format!("open {}", path.display()), e)
+    }
+}

@@ -1,0 +1,233 @@
+//! Printing results: a readable table by default, one JSON object with
+//! `--json`. Everything here goes to stdout; logs and progress go to stderr.
+
+use std::io::Write;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use modeaudit::audit::{AuditReport, NeighborReport};
+use modeaudit::catalog::ModelSummary;
+use modeaudit::index::Synced;
+use modeaudit::sampling::SampleReport;
+
+/// Where and how results are printed.
+pub struct Output {
+    json: bool,
+}
+
+/// Formats a score for a table: fixed digits, `inf` spelled out.
+pub fn fmt_score(x: f64) -> String {
+    if x.is_infinite() { "inf".into() } else { format!("{x:.4}") }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}
+
+impl Output {
+    pub fn new(json: bool) -> Output {
+        Output { json }
+    }
+
+    /// Whether results are printed as JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints any serialisable value as one JSON object.
+    pub fn json_value<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, value)?;
+        writeln!(stdout)?;
+        Ok(())
+    }
+
+    /// Prints a line of text (table mode only).
+    pub fn line(&self, text: &str) -> anyhow::Result<()> {
+        if !self.json {
+            writeln!(std::io::stdout().lock(), "{text}")?;
+        }
+        Ok(())
+    }
+
+    pub fn sample(&self, r: &SampleReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        self.line(&format!(
+            "model {}: batch {} added {} samples (ids {}..={}, seed {}) in {:.2} s ({:.0} samples/s); \
+             the model now has {} samples",
+            r.model,
+            r.batch_id,
+            r.n,
+            r.first_sample_id,
+            r.last_sample_id,
+            r.seed,
+            r.elapsed_s,
+            r.samples_per_s,
+            r.model_samples
+        ))
+    }
+
+    pub fn audit(&self, r: &AuditReport, show: usize) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        let p = &r.population;
+        let mut summary = table(&["audit", "model", "kind", "samples", "anchors", "theta", "radius", "search"]);
+        summary.add_row(vec![
+            r.audit_id.to_string(),
+            r.model.clone(),
+            r.kind.clone(),
+            r.n_samples.to_string(),
+            r.n_anchors.to_string(),
+            r.theta.to_string(),
+            r.radius.to_string(),
+            r.search.as_str().to_string(),
+        ]);
+        self.line(&summary.to_string())?;
+        let mut stats = table(&["MCCS mean", "± s.e.", "std", "max", "infinite", "worst-case mode", "its neighbours", "its MCCS"]);
+        stats.add_row(vec![
+            fmt_score(p.mean),
+            fmt_score(p.std_error),
+            fmt_score(p.std),
+            fmt_score(p.max),
+            p.n_infinite.to_string(),
+            r.worst.map_or("-".into(), |w| format!("sample {}", w.sample_id)),
+            r.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+            r.worst.map_or("-".into(), |w| fmt_score(w.score.mccs)),
+        ]);
+        self.line(&stats.to_string())?;
+        let label = if r.kind == "modes" { "mode" } else { "anchor" };
+        let mut anchors = table(&["rank", label, "neighbours", "rate", "E(a)", "MCCS"]);
+        for (rank, a) in r.anchors.iter().take(show).enumerate() {
+            anchors.add_row(vec![
+                (rank + 1).to_string(),
+                a.sample_id.to_string(),
+                a.score.neighbors.to_string(),
+                format!("{:.4}", a.score.neighbors as f64 / (r.n_samples.saturating_sub(1).max(1)) as f64),
+                format!("{:.3e}", a.score.expected_similarity),
+                fmt_score(a.score.mccs),
+            ]);
+        }
+        if show > 0 {
+            self.line(&anchors.to_string())?;
+        }
+        let index = match (r.index_s, r.index_action) {
+            (Some(s), Some(action)) => format!(", index {action:?} in {s:.2} s"),
+            _ => String::new(),
+        };
+        self.line(&format!(
+            "search {} ({}): {:.3} s{index}; total {:.2} s",
+            r.search.as_str(),
+            r.search_reason,
+            r.search_s,
+            r.elapsed_s
+        ))?;
+        for remark in &r.remarks {
+            self.line(&format!("note: {remark}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn neighbors(&self, r: &NeighborReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        let mut t = table(&["rank", "sample", "distance", "dot"]);
+        for nb in &r.neighbors {
+            t.add_row(vec![
+                nb.rank.to_string(),
+                nb.sample_id.to_string(),
+                format!("{:.5}", nb.distance),
+                format!("{:.6}", nb.dot),
+            ]);
+        }
+        self.line(&t.to_string())?;
+        self.line(&format!(
+            "{} neighbours; query {:.2} ms; opening the index ({:?}, {} points) {:.1} ms",
+            r.neighbors.len(),
+            r.query_ms,
+            r.index_action,
+            r.index_points,
+            r.open_ms
+        ))
+    }
+
+    pub fn index(&self, model: &str, s: &Synced) -> anyhow::Result<()> {
+        #[derive(Serialize)]
+        struct IndexReport<'a> {
+            model: &'a str,
+            points: usize,
+            action: modeaudit::index::SyncAction,
+            elapsed_s: f64,
+            params: modeaudit::index::IndexParams,
+        }
+        let report = IndexReport {
+            model,
+            points: s.index.len(),
+            action: s.action,
+            elapsed_s: s.elapsed_s,
+            params: s.index.params(),
+        };
+        if self.json {
+            return self.json_value(&report);
+        }
+        self.line(&format!(
+            "index of {model}: {:?}, {} points, {:.2} s (M {}, ef_construction {})",
+            s.action,
+            s.index.len(),
+            s.elapsed_s,
+            s.index.params().m,
+            s.index.params().ef_construction
+        ))
+    }
+
+    pub fn models(&self, models: &[ModelSummary]) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(&serde_json::json!({ "models": models }));
+        }
+        let mut t = table(&["model", "samples", "batches", "latent", "embedding", "latest audit", "MCCS mean", "worst-case mode", "generator"]);
+        for m in models {
+            t.add_row(vec![
+                m.model.clone(),
+                m.n_samples.to_string(),
+                m.n_batches.to_string(),
+                m.latent_dim.to_string(),
+                m.embed_dim.to_string(),
+                m.latest_audit_id.map_or("-".into(), |id| {
+                    format!("{id} ({})", m.latest_audit_kind.as_deref().unwrap_or("?"))
+                }),
+                m.latest_mccs_mean.map_or("-".into(), fmt_score),
+                m.latest_worst_sample_id.map_or("-".into(), |id| id.to_string()),
+                m.generator.clone(),
+            ]);
+        }
+        self.line(&t.to_string())
+    }
+
+    pub fn sql(&self, columns: &[String], rows: &[Vec<serde_json::Value>]) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(&serde_json::json!({ "columns": columns, "rows": rows }));
+        }
+        let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let mut t = table(&header);
+        for row in rows {
+            t.add_row(
+                row.iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "NULL".into(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        self.line(&t.to_string())?;
+        self.line(&format!("{} rows", rows.len()))
+    }
+}

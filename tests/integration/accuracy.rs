@@ -1,0 +1,95 @@
+//! Index answers against exact scans, on seeded simulator data.
+//!
+//! Stated tolerances: per-anchor neighbour counts from the index have count
+//! recall (sum of min(hnsw, exact) over sum of exact) of at least 0.99, never
+//! count a sample the exact scan does not (both use the same exact test),
+//! and the worst-case anchor is the same sample.
+
+use modeaudit::audit::{self, AuditOptions, ModesOptions};
+use modeaudit::catalog::Catalog;
+use modeaudit::index::IndexParams;
+use modeaudit::progress::Progress;
+use modeaudit::sampling;
+use modeaudit::score::Kernel;
+use modeaudit::search::{SearchMode, exact_sums};
+
+use crate::common::Workspace;
+
+const WORLD: &str = "synthetic:latent=128,dim=128,modes=2,mass=0.03,world=11";
+
+fn audit(ws: &Workspace, search: SearchMode) -> audit::AuditReport {
+    let options = AuditOptions {
+        model: "m".into(),
+        anchors: 600,
+        theta: 0.3,
+        radius: None,
+        search,
+        seed: 3,
+        index_params: IndexParams::default(),
+    };
+    audit::run_audit(&ws.catalog, &options, Progress::hidden()).unwrap()
+}
+
+#[test]
+fn test_hnsw_counts_match_exact_within_tolerance() {
+    let ws = Workspace::new();
+    sampling::sample(&ws.catalog, "m", WORLD, 30_000, Some(1), Progress::hidden()).unwrap();
+    let exact = audit(&ws, SearchMode::Exact);
+    let hnsw = audit(&ws, SearchMode::Hnsw);
+    assert_eq!(hnsw.search, SearchMode::Hnsw);
+    let mut exact_rows = exact.anchors.clone();
+    let mut hnsw_rows = hnsw.anchors.clone();
+    exact_rows.sort_by_key(|a| a.sample_id);
+    hnsw_rows.sort_by_key(|a| a.sample_id);
+    let (mut found, mut total) = (0u64, 0u64);
+    for (e, h) in exact_rows.iter().zip(&hnsw_rows) {
+        assert_eq!(e.sample_id, h.sample_id, "same anchors for the same seed");
+        assert!(h.score.neighbors <= e.score.neighbors, "hnsw counted a sample exact did not");
+        assert!(h.score.similarity_sum <= e.score.similarity_sum + 1e-9);
+        found += h.score.neighbors;
+        total += e.score.neighbors;
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!("hnsw count recall {recall:.5} over {total} neighbours");
+    assert!(recall >= 0.99, "count recall {recall}");
+    assert_eq!(hnsw.worst.unwrap().sample_id, exact.worst.unwrap().sample_id);
+    assert!((hnsw.population.mean - exact.population.mean).abs() < 0.01);
+}
+
+#[test]
+fn test_modes_find_the_exhaustive_maximum_and_distinct_planted_identities() {
+    let ws = Workspace::new();
+    sampling::sample(&ws.catalog, "m", WORLD, 20_000, Some(2), Progress::hidden()).unwrap();
+    let options = ModesOptions {
+        model: "m".into(),
+        top: 3,
+        theta: 0.3,
+        radius: None,
+        seeds: 64,
+        per_seed: 16,
+        index_params: IndexParams::default(),
+    };
+    let modes = audit::find_modes(&ws.catalog, &options, Progress::hidden()).unwrap();
+    // Exhaustive: every sample counted against every other.
+    let (ids, e) = Catalog::open(&ws.catalog).unwrap().embeddings("m", 0).unwrap();
+    let kernel = Kernel::new(0.3, 0.3).unwrap();
+    let exclude: Vec<Option<usize>> = (0..ids.len()).map(Some).collect();
+    let all = exact_sums(e.view(), 0, e.view(), &exclude, &kernel, &indicatif::ProgressBar::hidden());
+    let best = all.iter().map(|s| s.neighbors).max().unwrap();
+    let best_id = ids[all.iter().position(|s| s.neighbors == best).unwrap()];
+    let worst = modes.worst.unwrap();
+    eprintln!("modes: {:?}", modes.anchors.iter().map(|a| (a.sample_id, a.score.neighbors)).collect::<Vec<_>>());
+    assert_eq!(worst.score.neighbors, best, "the top mode has the exhaustive maximum count");
+    assert_eq!(worst.sample_id, best_id, "ties go to the smallest sample id");
+    // Both planted identities come back as the two top modes, and distinct.
+    let spec = Catalog::open(&ws.catalog).unwrap().require_model("m").unwrap().generator;
+    let sim = modeaudit::blackbox::synthetic::Simulator::from_options(&spec, spec.strip_prefix("synthetic:").unwrap())
+        .unwrap();
+    let (_, z) = Catalog::open(&ws.catalog).unwrap().latents("m", 0).unwrap();
+    let planted: Vec<Option<usize>> = modes.anchors[..2]
+        .iter()
+        .map(|a| sim.planted_mode(z.row(ids.binary_search(&a.sample_id).unwrap())))
+        .collect();
+    assert!(planted.iter().all(Option::is_some), "{planted:?}");
+    assert_ne!(planted[0], planted[1], "a mode's own neighbours do not come back as the next mode");
+}
