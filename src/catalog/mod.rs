@@ -404,15 +404,15 @@ impl Catalog {
         if ids.is_empty() {
             return Err(Error::UnknownSample { model: model.to_string(), sample_id });
         }
-        let latent: Option<Vec<f32>> = self
-            .conn
-            .query_row(
-                "SELECT latent::VARCHAR FROM samples WHERE sample_id = ?",
-                params![sample_id],
-                |row| row.get::<_, Option<String>>(0),
-            )
-            .map_err(|e| Error::catalog("read latent code", e))?
-            .and_then(|text| serde_json::from_str(&text).ok());
+        let (with_latent, latents) = arrow_io::read_vectors(
+            &self.conn,
+            "SELECT sample_id, latent FROM samples \
+             WHERE model = ? AND sample_id = ? AND latent IS NOT NULL",
+            model,
+            sample_id,
+            self.require_model(model)?.latent_dim,
+        )?;
+        let latent = (!with_latent.is_empty()).then(|| latents.row(0).to_vec());
         Ok((embeddings.row(0).to_vec(), latent))
     }
 

@@ -387,13 +387,13 @@ impl ModelIndex {
         // rather than tie the index to a borrow; each load costs one small
         // struct and one mapping for the rest of the process.
         let options = ReloadOptions::default().set_mmap(mmap);
-        let loader: &'static mut HnswIo =
-            Box::leak(Box::new(HnswIo::new_with_options(&gen_dir, DUMP_BASENAME, options)));
         // hnsw_rs panics (asserts) on some malformed files instead of
         // returning an error; turn that into a stale index to rebuild.
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let loaded = std::panic::catch_unwind(|| {
+            let loader: &'static mut HnswIo =
+                Box::leak(Box::new(HnswIo::new_with_options(&gen_dir, DUMP_BASENAME, options)));
             loader.load_hnsw::<f32, UnitDot>()
-        }));
+        });
         let mut hnsw = match loaded {
             Ok(Ok(hnsw)) => hnsw,
             Ok(Err(e)) => {
