@@ -8,20 +8,32 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/modeaudit-target
 BIN := $(CARGO_TARGET_DIR)/release/modeaudit
 CARGO := cargo
+# A Python environment of the project's own, for ONNX Runtime (loaded by
+# modeaudit at run time, never at build time) and the DuckDB Python client.
+VENV := $(CURDIR)/.venv
+export MODEAUDIT_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test build prereqs bench bench-compare lint fmt clean-demo
+.PHONY: all demo test build prereqs venv bench bench-compare lint fmt clean-demo
 
 all: build
 
 # qhull's Rust bindings are generated with bindgen, which needs libclang.
 prereqs:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup)"; exit 1; }
-	@if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && \
-	    ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then \
+	@if ! ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so' && \
+	    ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1; then \
 	  echo "installing libclang-dev (needed to build qhull's bindings)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev; \
 	fi
+
+# Installs tests/requirements.txt into .venv when it is missing or older.
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is missing"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
 
 build: prereqs
 	$(CARGO) build --release --locked
@@ -29,7 +41,7 @@ build: prereqs
 demo: build
 	$(BIN) demo
 
-test: prereqs
+test: prereqs venv
 	$(CARGO) test --release --locked
 
 lint: prereqs

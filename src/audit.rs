@@ -543,3 +543,28 @@ pub fn neighbors(
         index_points: idx.len(),
     })
 }
+
+/// Draws the query of a neighbour look-up and its first `max` neighbours as
+/// an image grid, regenerating the images from their latent codes through
+/// the model's black box.
+pub fn draw_neighbors(catalog_path: &Path, report: &NeighborReport, max: usize, path: &Path) -> Result<()> {
+    let mut ids: Vec<i64> = report.query_sample_id.into_iter().collect();
+    ids.extend(report.neighbors.iter().take(max).map(|nb| nb.sample_id));
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument("no neighbours to draw".into()));
+    }
+    let (spec, latents) = {
+        let catalog = Catalog::open_read_only(catalog_path)?;
+        let record = catalog.require_model(&report.model)?;
+        (record.generator, catalog.latents_of(&report.model, &ids)?)
+    };
+    let black_box = crate::blackbox::from_spec(&spec)?;
+    let images = black_box.images(latents.view())?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "the black box of model {:?} ({spec}) makes no images; --grid needs an ONNX generator",
+            report.model
+        ))
+    })?;
+    let columns = (ids.len() as f64).sqrt().ceil() as usize;
+    crate::grid::write_grid(images.view(), columns, report.query_sample_id.is_some(), path)
+}

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("generator {spec:?}: {reason}")]
     Generator { spec: String, reason: String },
 
+    /// ONNX Runtime is missing, cannot be loaded, or failed.
+    #[error("ONNX Runtime: {0}")]
+    OnnxRuntime(String),
+
     /// A model exists with another generator or other dimensions.
     #[error("model {model:?} exists with {existing}; cannot add samples from {requested}")]
     ModelMismatch { model: String, existing: String, requested: String },

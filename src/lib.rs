@@ -14,9 +14,13 @@
 
 pub mod audit;
 pub mod blackbox;
+pub mod calibrate;
 pub mod catalog;
+pub mod compare;
 pub mod error;
+pub mod grid;
 pub mod index;
+pub mod ingest;
 pub mod progress;
 pub mod sampling;
 pub mod score;

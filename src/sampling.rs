@@ -8,15 +8,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::blackbox::{self, BlackBox};
+use crate::blackbox::{self, BlackBox, RunOptions};
 use crate::catalog::{Catalog, ModelRecord, NewBatch};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::vector::normalize_rows;
-
-/// Rows embedded at a time, so the progress bar moves and memory stays flat
-/// per step.
-const EMBED_CHUNK: usize = 16_384;
 
 /// What `sample` did.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +27,11 @@ pub struct SampleReport {
     pub model_samples: usize,
     pub elapsed_s: f64,
     pub samples_per_s: f64,
+    /// The calibration the codes were drawn through, if any.
+    pub calibration_id: Option<i64>,
+    /// Codes drawn from the prior to get the `n` kept (more than `n` for a
+    /// rejection sampler).
+    pub prior_draws: u64,
 }
 
 /// The seed of a batch drawn without `--seed`: a hash of the model name and
@@ -43,7 +44,7 @@ pub fn derived_seed(model: &str, batch_number: i64) -> u64 {
     hasher.digest()
 }
 
-/// Appends `n` samples of `spec` to `model`.
+/// Appends `n` samples of `spec` to `model`, with default run options.
 pub fn sample(
     catalog_path: &Path,
     model: &str,
@@ -52,21 +53,95 @@ pub fn sample(
     seed: Option<u64>,
     progress: Progress,
 ) -> Result<SampleReport> {
+    sample_with(catalog_path, model, spec, n, seed, &RunOptions::default(), progress)
+}
+
+/// Appends `n` samples of `spec` to `model`.
+pub fn sample_with(
+    catalog_path: &Path,
+    model: &str,
+    spec: &str,
+    n: usize,
+    seed: Option<u64>,
+    options: &RunOptions,
+    progress: Progress,
+) -> Result<SampleReport> {
+    let draw = |n: usize, k: usize, seed: u64| (blackbox::draw_latents(n, k, seed), n as u64);
+    sample_from(catalog_path, model, spec, None, n, seed, options, progress, &draw)
+}
+
+/// Appends `n` samples drawn through a stored calibration to `model`: the
+/// calibration's source model gives the black box, the calibration the
+/// latent codes, and the batch records the calibration.
+pub fn sample_calibrated(
+    catalog_path: &Path,
+    model: &str,
+    calibration_id: i64,
+    n: usize,
+    seed: Option<u64>,
+    options: &RunOptions,
+    progress: Progress,
+) -> Result<SampleReport> {
+    let (record, calibration) = crate::calibrate::load(catalog_path, calibration_id)?;
+    let spec = Catalog::open_read_only(catalog_path)?.require_model(&record.calibration.model)?.generator;
+    let draw = |n: usize, k: usize, seed: u64| {
+        assert_eq!(k, calibration.latent_dim(), "latent size checked against the black box");
+        calibration.draw(n, seed)
+    };
+    sample_from(catalog_path, model, &spec, Some(&record), n, seed, options, progress, &draw)
+}
+
+/// Draws latent codes: `(n, latent size, seed) -> (codes, prior draws)`.
+type Draw<'a> = dyn Fn(usize, usize, u64) -> (ndarray::Array2<f32>, u64) + 'a;
+
+#[allow(clippy::too_many_arguments)]
+fn sample_from(
+    catalog_path: &Path,
+    model: &str,
+    spec: &str,
+    calibration: Option<&crate::catalog::CalibrationRecord>,
+    n: usize,
+    seed: Option<u64>,
+    options: &RunOptions,
+    progress: Progress,
+    draw: &Draw<'_>,
+) -> Result<SampleReport> {
     let started = std::time::Instant::now();
     if n == 0 {
         return Err(Error::InvalidArgument("--n must be at least 1".into()));
     }
-    let black_box = blackbox::from_spec(spec)?;
+    if options.batch == Some(0) {
+        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+    }
+    let black_box = blackbox::open(spec, options)?;
+    let mut params = black_box.params();
+    if let (Some(c), Some(object)) = (calibration, params.as_object_mut()) {
+        object.insert(
+            "calibration".into(),
+            serde_json::json!({
+                "calibration_id": c.calibration_id,
+                "source_model": c.calibration.model,
+                "method": c.calibration.method,
+            }),
+        );
+        if black_box.latent_dim() != c.calibration.params_latent_dim() {
+            return Err(Error::Dimension {
+                what: format!("calibration {} for the black box {spec}", c.calibration_id),
+                expected: black_box.latent_dim(),
+                got: c.calibration.params_latent_dim(),
+            });
+        }
+    }
     let record = ModelRecord {
         model: model.to_string(),
         generator: black_box.spec(),
         latent_dim: black_box.latent_dim(),
         embed_dim: black_box.embed_dim(),
-        params: black_box.params(),
+        params,
     };
     let seed = {
         let catalog = Catalog::open(catalog_path)?;
-        catalog.ensure_model(&record)?;
+        catalog.check_model(&record)?;
         let seed = match seed {
             Some(seed) => seed,
             None => derived_seed(model, catalog.batch_count(model)? + 1),
@@ -76,22 +151,25 @@ pub fn sample(
         }
         seed
     };
-    let latents = blackbox::draw_latents(n, black_box.latent_dim(), seed);
-    let embeddings = embed_all(black_box.as_ref(), &latents, spec, progress)?;
+    let (latents, drawn) = draw(n, black_box.latent_dim(), seed);
+    let chunk = options.batch.unwrap_or_else(|| black_box.preferred_batch());
+    let embeddings = embed_all(black_box.as_ref(), &latents, spec, chunk, progress)?;
+    // Stop an external program before taking the catalog.
+    drop(black_box);
     let mut catalog = Catalog::open(catalog_path)?;
     // Another process may have used the seed while we computed.
     if let Some(batch_id) = catalog.batch_with_seed(model, seed)? {
         return Err(Error::SeedReused { model: model.to_string(), seed, batch_id });
     }
     let batch = catalog.insert_batch(&NewBatch {
-        model,
+        model: &record,
         source: &record.generator,
         seed: Some(seed),
-        calibration_id: None,
+        calibration_id: calibration.map(|c| c.calibration_id),
         latents: Some(&latents),
         embeddings: &embeddings,
     })?;
-    let model_samples = catalog.sample_ids(model)?.len();
+    let model_samples = catalog.sample_count(model)?;
     let elapsed_s = started.elapsed().as_secs_f64();
     Ok(SampleReport {
         model: model.to_string(),
@@ -104,6 +182,8 @@ pub fn sample(
         model_samples,
         elapsed_s,
         samples_per_s: n as f64 / elapsed_s.max(1e-9),
+        calibration_id: calibration.map(|c| c.calibration_id),
+        prior_draws: drawn,
     })
 }
 
@@ -113,13 +193,14 @@ fn embed_all(
     black_box: &dyn BlackBox,
     latents: &ndarray::Array2<f32>,
     spec: &str,
+    chunk_rows: usize,
     progress: Progress,
 ) -> Result<ndarray::Array2<f32>> {
     let n = latents.nrows();
     let bar = progress.bar(n as u64, "embedding");
     let mut out = ndarray::Array2::<f32>::zeros((n, black_box.embed_dim()));
-    for start in (0..n).step_by(EMBED_CHUNK) {
-        let end = (start + EMBED_CHUNK).min(n);
+    for start in (0..n).step_by(chunk_rows) {
+        let end = (start + chunk_rows).min(n);
         let mut chunk = black_box.embed(latents.slice(ndarray::s![start..end, ..]))?;
         if chunk.dim() != (end - start, black_box.embed_dim()) {
             return Err(Error::Generator {

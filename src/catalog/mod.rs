@@ -29,11 +29,12 @@ use crate::error::{Error, Result};
 pub use arrow_io::{SampleRows, query_to_json};
 
 /// Schema version this program writes and fully understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations by target version: applying entry `i` takes a catalog from
 /// version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../sql/schema_v1.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../../sql/schema_v1.sql"), include_str!("../../sql/schema_v2.sql")];
 
 const VIEWS: &str = include_str!("../../sql/views.sql");
 
@@ -65,7 +66,9 @@ pub struct BatchRecord {
 
 /// A new batch to commit.
 pub struct NewBatch<'a> {
-    pub model: &'a str,
+    /// The model; created in the batch's transaction if it does not exist,
+    /// so a failed first batch leaves no empty model behind.
+    pub model: &'a ModelRecord,
     pub source: &'a str,
     pub seed: Option<u64>,
     pub calibration_id: Option<i64>,
@@ -118,6 +121,64 @@ pub struct AnchorRow {
     pub similarity_sum: f64,
     pub expected_similarity: f64,
     pub mccs: f64,
+}
+
+/// A stored audit's summary row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub audit_id: i64,
+    pub model: String,
+    pub kind: String,
+    pub parent_audit_id: Option<i64>,
+    pub theta: f64,
+    pub radius: f64,
+    pub n_samples: u64,
+    pub n_anchors: u64,
+    pub search: String,
+    pub mccs_mean: Option<f64>,
+    pub mccs_std: Option<f64>,
+    pub mccs_max: Option<f64>,
+    pub worst_sample_id: Option<i64>,
+    pub worst_neighbors: Option<u64>,
+    pub params: serde_json::Value,
+}
+
+/// A calibration to store.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewCalibration {
+    pub model: String,
+    pub method: String,
+    pub audit_id: Option<i64>,
+    pub mode_sample_id: i64,
+    pub theta: f64,
+    pub radius: f64,
+    pub acceptance_rate: f64,
+    pub mode_rate_before: f64,
+    pub mode_rate_after: f64,
+    pub seed: u64,
+    pub params: serde_json::Value,
+}
+
+impl NewCalibration {
+    /// The latent size the calibration's parameters were fitted in.
+    pub fn params_latent_dim(&self) -> usize {
+        let get = |path: &[&str]| {
+            let mut v = &self.params;
+            for key in path {
+                v = &v[key];
+            }
+            v.as_u64()
+        };
+        get(&["mixture", "latent_dim"]).or_else(|| get(&["hull", "latent_dim"])).unwrap_or(0) as usize
+    }
+}
+
+/// A stored calibration.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRecord {
+    pub calibration_id: i64,
+    #[serde(flatten)]
+    pub calibration: NewCalibration,
 }
 
 impl Catalog {
@@ -234,42 +295,44 @@ impl Catalog {
         self.model(name)?.ok_or_else(|| Error::UnknownModel(name.to_string()))
     }
 
-    /// Creates a model, or checks that the existing one has the same
-    /// generator and sizes.
-    pub fn ensure_model(&self, record: &ModelRecord) -> Result<ModelRecord> {
-        if let Some(existing) = self.model(&record.model)? {
-            if existing.generator != record.generator
-                || existing.latent_dim != record.latent_dim
-                || existing.embed_dim != record.embed_dim
-            {
-                return Err(Error::ModelMismatch {
-                    model: record.model.clone(),
-                    existing: format!(
-                        "generator {} (latent {}, embedding {})",
-                        existing.generator, existing.latent_dim, existing.embed_dim
-                    ),
-                    requested: format!(
-                        "generator {} (latent {}, embedding {})",
-                        record.generator, record.latent_dim, record.embed_dim
-                    ),
-                });
-            }
-            return Ok(existing);
+    /// Checks that a model, if it exists, has the same generator and sizes
+    /// as `record`; returns whether it exists.
+    pub fn check_model(&self, record: &ModelRecord) -> Result<bool> {
+        let Some(existing) = self.model(&record.model)? else { return Ok(false) };
+        // Model files behind the same specification may have been replaced
+        // (a retrained generator saved under the old name).
+        let fingerprint = |r: &ModelRecord| r.params.get("fingerprint").cloned();
+        let changed_files = matches!(
+            (fingerprint(&existing), fingerprint(record)),
+            (Some(a), Some(b)) if a != b
+        );
+        if changed_files {
+            return Err(Error::ModelMismatch {
+                model: record.model.clone(),
+                existing: format!("model files {}", fingerprint(&existing).unwrap_or_default()),
+                requested: format!(
+                    "files that now read {} (changed since; use a new --model name)",
+                    fingerprint(record).unwrap_or_default()
+                ),
+            });
         }
-        self.conn
-            .execute(
-                "INSERT INTO models (model, generator, latent_dim, embed_dim, params) \
-                 VALUES (?, ?, ?, ?, ?::JSON)",
-                params![
-                    record.model,
-                    record.generator,
-                    record.latent_dim as i64,
-                    record.embed_dim as i64,
-                    record.params.to_string()
-                ],
-            )
-            .map_err(|e| Error::catalog(format!("create model {:?}", record.model), e))?;
-        Ok(record.clone())
+        if existing.generator != record.generator
+            || existing.latent_dim != record.latent_dim
+            || existing.embed_dim != record.embed_dim
+        {
+            return Err(Error::ModelMismatch {
+                model: record.model.clone(),
+                existing: format!(
+                    "generator {} (latent {}, embedding {})",
+                    existing.generator, existing.latent_dim, existing.embed_dim
+                ),
+                requested: format!(
+                    "generator {} (latent {}, embedding {})",
+                    record.generator, record.latent_dim, record.embed_dim
+                ),
+            });
+        }
+        Ok(true)
     }
 
     /// The batch of `model` that used `seed`, if any.
@@ -292,13 +355,15 @@ impl Catalog {
             .map_err(|e| Error::catalog("count batches", e))
     }
 
-    /// Commits a batch and its samples in one transaction.
+    /// Commits a batch and its samples (and its model, if new) in one
+    /// transaction.
     pub fn insert_batch(&mut self, batch: &NewBatch<'_>) -> Result<BatchRecord> {
-        let model = self.require_model(batch.model)?;
+        let model = batch.model;
+        let exists = self.check_model(model)?;
         let n = batch.embeddings.nrows();
         if batch.embeddings.ncols() != model.embed_dim {
             return Err(Error::Dimension {
-                what: format!("embeddings for model {:?}", batch.model),
+                what: format!("embeddings for model {:?}", model.model),
                 expected: model.embed_dim,
                 got: batch.embeddings.ncols(),
             });
@@ -306,7 +371,7 @@ impl Catalog {
         if let Some(latents) = batch.latents {
             if latents.ncols() != model.latent_dim {
                 return Err(Error::Dimension {
-                    what: format!("latent codes for model {:?}", batch.model),
+                    what: format!("latent codes for model {:?}", model.model),
                     expected: model.latent_dim,
                     got: latents.ncols(),
                 });
@@ -314,6 +379,20 @@ impl Catalog {
             assert_eq!(latents.nrows(), n, "one latent code per embedding");
         }
         let tx = self.conn.transaction().map_err(|e| Error::catalog("begin batch", e))?;
+        if !exists {
+            tx.execute(
+                "INSERT INTO models (model, generator, latent_dim, embed_dim, params) \
+                 VALUES (?, ?, ?, ?, ?::JSON)",
+                params![
+                    model.model,
+                    model.generator,
+                    model.latent_dim as i64,
+                    model.embed_dim as i64,
+                    model.params.to_string()
+                ],
+            )
+            .map_err(|e| Error::catalog(format!("create model {:?}", model.model), e))?;
+        }
         let (batch_id, first_sample_id): (i64, i64) = tx
             .query_row(
                 "SELECT (SELECT coalesce(max(batch_id), 0) + 1 FROM batches), \
@@ -325,12 +404,12 @@ impl Catalog {
         tx.execute(
             "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id) \
              VALUES (?, ?, ?, ?, ?, ?)",
-            params![batch_id, batch.model, batch.source, batch.seed, n as i64, batch.calibration_id],
+            params![batch_id, model.model, batch.source, batch.seed, n as i64, batch.calibration_id],
         )
         .map_err(|e| Error::catalog("insert batch", e))?;
         let rows = SampleRows {
             first_sample_id,
-            model: batch.model,
+            model: &model.model,
             batch_id,
             latents: batch.latents,
             embeddings: batch.embeddings,
@@ -347,7 +426,224 @@ impl Catalog {
             appender.flush().map_err(|e| Error::catalog("flush samples", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit batch", e))?;
-        Ok(BatchRecord { batch_id, model: batch.model.to_string(), first_sample_id, n, seed: batch.seed })
+        Ok(BatchRecord { batch_id, model: model.model.clone(), first_sample_id, n, seed: batch.seed })
+    }
+
+    /// The batch of `model` whose source records `digest`, if any.
+    pub fn batch_with_source_digest(&self, model: &str, digest: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT min(batch_id) FROM batches WHERE model = ? AND ends_with(source, ?)",
+                params![model, format!(" {digest}")],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("look up imported batches", e))
+    }
+
+    /// Number of samples a model holds.
+    pub fn sample_count(&self, model: &str) -> Result<usize> {
+        self.conn
+            .query_row("SELECT count(*) FROM samples WHERE model = ?", params![model], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(|e| Error::catalog("count samples", e))
+    }
+
+    /// Whether every sample of the model has a latent code.
+    pub fn all_have_latents(&self, model: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT count(*) = count(latent) FROM samples WHERE model = ?",
+                params![model],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("check latent codes", e))
+    }
+
+    /// The latest audit of a model, if any.
+    pub fn latest_audit_id(&self, model: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT max(audit_id) FROM audits WHERE model = ?", params![model], |row| {
+                row.get(0)
+            })
+            .map_err(|e| Error::catalog("find the latest audit", e))
+    }
+
+    /// The stored per-anchor rows of an audit, worst first (most
+    /// neighbours, ties to the smallest sample id).
+    pub fn anchor_rows(&self, audit_id: i64) -> Result<Vec<AnchorRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sample_id, neighbors, similarity_sum, expected_similarity, mccs \
+                 FROM anchor_scores WHERE audit_id = ? ORDER BY neighbors DESC, sample_id",
+            )
+            .map_err(|e| Error::catalog("read anchor scores", e))?;
+        let rows = stmt
+            .query_map(params![audit_id], |row| {
+                Ok(AnchorRow {
+                    sample_id: row.get(0)?,
+                    neighbors: row.get::<_, i64>(1)? as u64,
+                    similarity_sum: row.get(2)?,
+                    expected_similarity: row.get(3)?,
+                    mccs: row.get(4)?,
+                })
+            })
+            .map_err(|e| Error::catalog("read anchor scores", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("read anchor scores", e))?;
+        Ok(rows)
+    }
+
+    /// Writes the result of `query` to a Parquet file with DuckDB's own
+    /// writer; returns the number of rows written.
+    pub fn copy_to_parquet(&self, query: &str, path: &Path) -> Result<usize> {
+        let target = crate::ingest::sql_string(&path.display().to_string());
+        self.conn
+            .execute(&format!("COPY ({query}) TO {target} (FORMAT parquet)"), [])
+            .map_err(|e| Error::catalog(format!("write {}", path.display()), e))
+    }
+
+    /// Latent codes of the given samples of a model, in the order given;
+    /// refuses samples that do not exist or have no code.
+    pub fn latents_of(&self, model: &str, ids: &[i64]) -> Result<Array2<f32>> {
+        let record = self.require_model(model)?;
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT sample_id, latent FROM samples WHERE model = ? AND sample_id > ? \
+             AND sample_id IN ({}) ORDER BY sample_id",
+            if list.is_empty() { "NULL".to_string() } else { list }
+        );
+        let (found, rows) = arrow_io::read_vectors(&self.conn, &sql, model, i64::MIN, record.latent_dim)?;
+        let mut out = Array2::<f32>::zeros((ids.len(), record.latent_dim));
+        for (i, id) in ids.iter().enumerate() {
+            let row = found
+                .binary_search(id)
+                .map_err(|_| Error::UnknownSample { model: model.to_string(), sample_id: *id })?;
+            out.row_mut(i).assign(&rows.row(row));
+        }
+        Ok(out)
+    }
+
+    /// A stored audit's summary.
+    pub fn audit(&self, audit_id: i64) -> Result<AuditRecord> {
+        self.conn
+            .query_row(
+                "SELECT audit_id, model, kind, parent_audit_id, theta, radius, n_samples, n_anchors, \
+                        search, mccs_mean, mccs_std, mccs_max, worst_sample_id, worst_neighbors, \
+                        params::VARCHAR \
+                 FROM audits WHERE audit_id = ?",
+                params![audit_id],
+                |row| {
+                    let params: Option<String> = row.get(14)?;
+                    Ok(AuditRecord {
+                        audit_id: row.get(0)?,
+                        model: row.get(1)?,
+                        kind: row.get(2)?,
+                        parent_audit_id: row.get(3)?,
+                        theta: row.get(4)?,
+                        radius: row.get(5)?,
+                        n_samples: row.get::<_, i64>(6)? as u64,
+                        n_anchors: row.get::<_, i64>(7)? as u64,
+                        search: row.get(8)?,
+                        mccs_mean: row.get(9)?,
+                        mccs_std: row.get(10)?,
+                        mccs_max: row.get(11)?,
+                        worst_sample_id: row.get(12)?,
+                        worst_neighbors: row.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+                        params: params
+                            .and_then(|p| serde_json::from_str(&p).ok())
+                            .unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| Error::catalog(format!("read audit {audit_id}"), e))?
+            .ok_or(Error::UnknownAudit(audit_id))
+    }
+
+    /// Stores a calibration; returns its id.
+    pub fn insert_calibration(&mut self, c: &NewCalibration) -> Result<i64> {
+        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin calibration", e))?;
+        let id: i64 = tx
+            .query_row("SELECT coalesce(max(calibration_id), 0) + 1 FROM calibrations", [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| Error::catalog("allocate calibration id", e))?;
+        tx.execute(
+            "INSERT INTO calibrations (calibration_id, model, method, audit_id, mode_sample_id, \
+             theta, radius, acceptance_rate, mode_rate_before, mode_rate_after, seed, params, \
+             tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::JSON, ?)",
+            params![
+                id,
+                c.model,
+                c.method,
+                c.audit_id,
+                c.mode_sample_id,
+                c.theta,
+                c.radius,
+                c.acceptance_rate,
+                c.mode_rate_before,
+                c.mode_rate_after,
+                c.seed,
+                c.params.to_string(),
+                crate::VERSION
+            ],
+        )
+        .map_err(|e| Error::catalog("insert calibration", e))?;
+        tx.commit().map_err(|e| Error::catalog("commit calibration", e))?;
+        Ok(id)
+    }
+
+    /// A stored calibration.
+    pub fn calibration(&self, calibration_id: i64) -> Result<CalibrationRecord> {
+        self.conn
+            .query_row(
+                "SELECT calibration_id, model, method, audit_id, mode_sample_id, theta, radius, \
+                        acceptance_rate, mode_rate_before, mode_rate_after, seed, params::VARCHAR \
+                 FROM calibrations WHERE calibration_id = ?",
+                params![calibration_id],
+                |row| {
+                    let params: String = row.get(11)?;
+                    Ok(CalibrationRecord {
+                        calibration_id: row.get(0)?,
+                        calibration: NewCalibration {
+                            model: row.get(1)?,
+                            method: row.get(2)?,
+                            audit_id: row.get(3)?,
+                            mode_sample_id: row.get(4)?,
+                            theta: row.get(5)?,
+                            radius: row.get(6)?,
+                            acceptance_rate: row.get(7)?,
+                            mode_rate_before: row.get(8)?,
+                            mode_rate_after: row.get(9)?,
+                            seed: row.get(10)?,
+                            params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+                        },
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| Error::catalog(format!("read calibration {calibration_id}"), e))?
+            .ok_or_else(|| Error::InvalidArgument(format!("no calibration {calibration_id} in the catalog")))
+    }
+
+    /// The calibrations the batches of a model were drawn through.
+    pub fn batch_calibrations(&self, model: &str) -> Result<Vec<(i64, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT calibration_id, sum(n)::BIGINT FROM batches \
+                 WHERE model = ? AND calibration_id IS NOT NULL GROUP BY ALL ORDER BY 1",
+            )
+            .map_err(|e| Error::catalog("read batch calibrations", e))?;
+        let rows = stmt
+            .query_map(params![model], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| Error::catalog("read batch calibrations", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("read batch calibrations", e))?;
+        Ok(rows)
     }
 
     /// Sample ids of a model, ascending.

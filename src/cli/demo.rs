@@ -3,7 +3,9 @@
 //! Samples a model with one planted collapsed identity and a collapse-free
 //! model from the same simulated world, audits both with random anchors,
 //! searches the collapsed one for modes over every sample, and checks the
-//! worst-case mode against the simulator's ground truth.
+//! worst-case mode against the simulator's ground truth. Then it calibrates
+//! the collapsed model with both methods around that mode, samples and
+//! audits each calibrated generator, and prints the before and after.
 
 use std::path::Path;
 
@@ -11,6 +13,9 @@ use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use modeaudit::audit::{self, AuditOptions, AuditReport, ModesOptions};
+use modeaudit::blackbox::RunOptions;
+use modeaudit::calibrate::{self, CalibrateOptions, CalibrateReport, Method};
+use modeaudit::compare::{self, CompareReport};
 use modeaudit::blackbox::synthetic::Simulator;
 use modeaudit::catalog::Catalog;
 use modeaudit::index::IndexParams;
@@ -81,13 +86,86 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
         let z = c.sample("collapsed", w.sample_id)?.1.context("latent stored")?;
         simulator.planted_mode(ndarray::ArrayView1::from(&z[..])).is_some()
     };
+    // Calibration: both methods around the worst-case mode, each sampled,
+    // audited and compared with the collapsed model.
+    let mut calibrations: Vec<(CalibrateReport, AuditReport, CompareReport, f64)> = Vec::new();
+    let healthy_fd_before = {
+        let c = Catalog::open(&catalog)?;
+        let (_, a) = c.embeddings("collapsed", 0)?;
+        let (_, h) = c.embeddings("healthy", 0)?;
+        compare::frechet_distance(a.view(), h.view())
+    };
+    for method in [Method::Gmm, Method::Hull] {
+        out.line(&format!("calibrating collapsed around sample {} with {}", worst.sample_id, method.as_str()))?;
+        let report = calibrate::fit(
+            &catalog,
+            &CalibrateOptions {
+                model: "collapsed".into(),
+                method,
+                audit_id: Some(modes.audit_id),
+                mode: None,
+                radius: None,
+                seed: 0,
+                components: 50,
+                covariance: calibrate::gmm::CovariancePolicy::Auto,
+                target_rate: None,
+                points: None,
+                dims: 4,
+                tolerance: 1e-9,
+            },
+        )?;
+        let target = format!("collapsed-{}", method.as_str());
+        modeaudit::sampling::sample_calibrated(
+            &catalog,
+            &target,
+            report.calibration_id,
+            n,
+            Some(3),
+            &RunOptions::default(),
+            progress,
+        )?;
+        let audited = audit::run_audit(
+            &catalog,
+            &AuditOptions {
+                model: target.clone(),
+                anchors,
+                theta: 0.3,
+                radius: None,
+                search: SearchMode::Auto,
+                seed: 0,
+                index_params: IndexParams::default(),
+            },
+            progress,
+        )?;
+        let compared = compare::compare(&catalog, audits[0].audit_id, audited.audit_id)?;
+        let fd_healthy = {
+            let c = Catalog::open(&catalog)?;
+            let (_, a) = c.embeddings(&target, 0)?;
+            let (_, h) = c.embeddings("healthy", 0)?;
+            compare::frechet_distance(a.view(), h.view())
+        };
+        calibrations.push((report, audited, compared, fd_healthy));
+    }
     if out.is_json() {
+        let calibrated: Vec<serde_json::Value> = calibrations
+            .iter()
+            .map(|(c, a, cmp, fd)| {
+                serde_json::json!({
+                    "calibration": c,
+                    "audit": a,
+                    "compare": cmp,
+                    "frechet_to_healthy": fd,
+                })
+            })
+            .collect();
         return out.json_value(&serde_json::json!({
             "catalog": catalog,
             "audits": audits,
             "modes": modes,
             "worst_mode_is_planted": planted.is_some(),
             "worst_anchor_is_planted": anchor_worst_planted,
+            "frechet_collapsed_to_healthy": healthy_fd_before,
+            "calibrated": calibrated,
         }));
     }
     let mut t = Table::new();
@@ -144,6 +222,47 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
         healthy.worst.map_or(0, |w| w.score.neighbors),
         collapsed.worst.map_or(0, |w| w.score.neighbors),
     ))?;
+    let collapsed_audit = &audits[0];
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "generator",
+        "acceptance",
+        "mode rate",
+        "mode MCCS",
+        "MCCS mean",
+        "MCCS max",
+        "worst anchor: neighbours",
+        "FD to collapse-free",
+    ]);
+    let first = calibrations.first().map(|c| &c.2);
+    t.add_row(vec![
+        "collapsed (before)".to_string(),
+        "1".to_string(),
+        first.map_or("-".into(), |c| format!("{:.5}", c.before.mode_rate)),
+        first.map_or("-".into(), |c| fmt_score(c.before.mode_mccs)),
+        fmt_score(collapsed_audit.population.mean),
+        fmt_score(collapsed_audit.population.max),
+        collapsed_audit.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+        format!("{healthy_fd_before:.5}"),
+    ]);
+    for (c, a, cmp, fd) in &calibrations {
+        t.add_row(vec![
+            format!("calibrated: {} (#{})", c.method.as_str(), c.calibration_id),
+            format!("{:.4}", c.acceptance_rate),
+            format!("{:.5}", cmp.after.mode_rate),
+            fmt_score(cmp.after.mode_mccs),
+            fmt_score(a.population.mean),
+            fmt_score(a.population.max),
+            a.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+            format!("{fd:.5}"),
+        ]);
+    }
+    out.line(&format!(
+        "calibration around the worst-case mode (sample {}), {n} samples each, audited with {anchors} anchors:",
+        worst.sample_id
+    ))?;
+    out.line(&t.to_string())?;
     out.line(&format!(
         "catalog: {} (try: modeaudit sql --catalog {} \"SELECT * FROM study_regions\")",
         catalog.display(),

@@ -5,10 +5,18 @@ mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use modeaudit::blackbox::RunOptions;
+use modeaudit::blackbox::onnx::Device;
+use modeaudit::blackbox::preprocess::{ChannelOrder, InputScale};
+use modeaudit::calibrate::gmm::CovariancePolicy;
+use modeaudit::calibrate::{self, CalibrateOptions, Method};
+use modeaudit::compare;
+use modeaudit::ingest::{self, ExportFormat, IngestOptions};
 use modeaudit::audit::{self, AuditOptions, ModesOptions, NeighborLimit, NeighborQuery};
 use modeaudit::catalog::Catalog;
 use modeaudit::index::{self, IndexParams};
@@ -66,15 +74,90 @@ impl IndexArgs {
     }
 }
 
+/// The descriptor and the preprocessing between an ONNX generator and it.
+/// Given here, they are folded into the generator's specification (see
+/// `src/blackbox/onnx.rs`), which is what the catalog stores.
+#[derive(Debug, Args, Clone)]
+struct DescriptorArgs {
+    /// The identity descriptor that embeds an onnx: generator's images:
+    /// onnx:PATH.
+    #[arg(long)]
+    descriptor: Option<String>,
+    /// Generator output values that map to black and white, LO:HI
+    /// (default -1:1).
+    #[arg(long, allow_hyphen_values = true)]
+    generator_range: Option<String>,
+    /// Fraction of each side kept by a centre crop before resizing
+    /// (default 1: no crop).
+    #[arg(long)]
+    crop: Option<f32>,
+    /// Channel order of the descriptor's input (default rgb).
+    #[arg(long, value_enum)]
+    channel_order: Option<ChannelOrder>,
+    /// How the descriptor's input is scaled from pixels p in 0..255
+    /// (default arcface: (p - 127.5) / 127.5).
+    #[arg(long, value_enum)]
+    input_scale: Option<InputScale>,
+    /// Embed each image and its mirror image and combine them (the
+    /// authors' flip trick).
+    #[arg(long)]
+    flip: bool,
+    /// Where ONNX models run.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+}
+
+impl DescriptorArgs {
+    /// The generator specification with the descriptor options folded in.
+    fn spec(&self, generator: &str) -> anyhow::Result<String> {
+        let mut options: Vec<String> = Vec::new();
+        if let Some(d) = &self.descriptor {
+            options.push(format!("descriptor={}", d.strip_prefix("onnx:").unwrap_or(d)));
+        }
+        if let Some(r) = &self.generator_range {
+            options.push(format!("range={r}"));
+        }
+        if let Some(c) = self.crop {
+            options.push(format!("crop={c}"));
+        }
+        if let Some(o) = self.channel_order {
+            options.push(format!("order={}", value_name(o)));
+        }
+        if let Some(s) = self.input_scale {
+            options.push(format!("scale={}", value_name(s)));
+        }
+        if self.flip {
+            options.push("flip=true".into());
+        }
+        if options.is_empty() {
+            return Ok(generator.to_string());
+        }
+        anyhow::ensure!(
+            generator.starts_with("onnx:"),
+            "--descriptor and the preprocessing options apply to an onnx: generator, not {generator:?}"
+        );
+        Ok(format!("{generator},{}", options.join(",")))
+    }
+}
+
+fn value_name<T: clap::ValueEnum>(value: T) -> String {
+    value.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Draw samples from a black box into a model.
     Sample {
         #[arg(long)]
         model: String,
-        /// The black box: synthetic[:key=value,...] (see the README).
+        /// The black box: synthetic[:key=value,...], onnx:PATH (with
+        /// --descriptor) or cmd:"PROGRAM ARGS" (see the README).
+        #[arg(long, required_unless_present = "calibration", conflicts_with = "calibration")]
+        generator: Option<String>,
+        /// Draw the latent codes through a stored calibration instead; its
+        /// source model's black box embeds them.
         #[arg(long)]
-        generator: String,
+        calibration: Option<i64>,
         /// Number of samples to add.
         #[arg(long)]
         n: usize,
@@ -82,6 +165,114 @@ enum Command {
         /// its batch number). A seed already used for the model is refused.
         #[arg(long)]
         seed: Option<u64>,
+        /// Latent codes per call to the black box (default: its own choice).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Seconds to wait for an external program's greeting or answer.
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        #[command(flatten)]
+        descriptor: DescriptorArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fit a calibration (gmm or hull) around a model's worst-case mode.
+    Calibrate {
+        #[arg(long)]
+        model: String,
+        #[arg(long, value_enum)]
+        method: Method,
+        /// Audit whose worst-case mode to target (default: the latest).
+        #[arg(long)]
+        audit: Option<i64>,
+        /// Target this sample instead of the audit's worst-case mode.
+        #[arg(long)]
+        mode: Option<i64>,
+        /// Neighbour radius (default: the audit's).
+        #[arg(long)]
+        radius: Option<f64>,
+        /// Seed of k-means, of the probes and of the estimates.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// gmm: mixture components (k-means clusters).
+        #[arg(long, default_value_t = 50)]
+        components: usize,
+        /// gmm: which covariances the components may have.
+        #[arg(long, value_enum, default_value_t = CovariancePolicy::Auto)]
+        covariance: CovariancePolicy,
+        /// gmm: lower components whose share of members near the mode
+        /// exceeds this rate (default: the median neighbour rate of random
+        /// anchors).
+        #[arg(long)]
+        target_rate: Option<f64>,
+        /// hull: build the hull from the codes of this many samples nearest
+        /// the mode (default: all within the radius).
+        #[arg(long)]
+        points: Option<usize>,
+        /// hull: principal directions the codes are projected onto.
+        #[arg(long, default_value_t = 4)]
+        dims: usize,
+        /// hull: slack of the facet test, relative to the points' spread.
+        #[arg(long, default_value_t = 1e-9)]
+        tolerance: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compare two audits: the targeted mode's rate and MCCS, population
+    /// MCCS, worst-case modes, Frechet distance.
+    Compare {
+        /// The audit before, then the audit after (give --audit twice).
+        #[arg(long = "audit", required = true, num_args = 1)]
+        audits: Vec<i64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write calibrated latent codes to a .npy file, for users who run their
+    /// generator themselves.
+    Latents {
+        #[arg(long)]
+        calibration: i64,
+        #[arg(long)]
+        n: usize,
+        /// The .npy file to write (float32, n x latent size).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Import embeddings (and their latent codes) from .npy, .npz or Parquet.
+    Ingest {
+        #[arg(long)]
+        model: String,
+        /// Embeddings, one row per sample.
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Their latent codes, one row per embedding (may be the same .npz or
+        /// Parquet file).
+        #[arg(long)]
+        latents: Option<PathBuf>,
+        /// The .npz array or Parquet column holding the embeddings
+        /// (default: the only array, or `embeddings`; column `embedding`).
+        #[arg(long)]
+        embedding_key: Option<String>,
+        /// The .npz array or Parquet column holding the latent codes
+        /// (default: the only array, or `latents`; column `latent`).
+        #[arg(long)]
+        latent_key: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write a model's samples and its latest audit's scores to files.
+    Export {
+        #[arg(long)]
+        model: String,
+        /// Folder to write into (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Npy)]
+        format: ExportFormat,
         #[command(flatten)]
         common: Common,
     },
@@ -150,6 +341,13 @@ enum Command {
         /// Every neighbour within this distance instead.
         #[arg(long)]
         radius: Option<f64>,
+        /// Also draw the query and its neighbours, regenerated from their
+        /// latent codes, as a PNG image grid (ONNX generators only).
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Most neighbours drawn in the grid.
+        #[arg(long, default_value_t = 15)]
+        grid_max: usize,
         #[command(flatten)]
         index: IndexArgs,
         #[command(flatten)]
@@ -201,6 +399,11 @@ impl Command {
             Command::Sample { common, .. }
             | Command::Audit { common, .. }
             | Command::Modes { common, .. }
+            | Command::Calibrate { common, .. }
+            | Command::Compare { common, .. }
+            | Command::Latents { common, .. }
+            | Command::Ingest { common, .. }
+            | Command::Export { common, .. }
             | Command::Neighbors { common, .. }
             | Command::Index { common, .. }
             | Command::Models { common }
@@ -252,9 +455,81 @@ fn run(command: Command) -> anyhow::Result<()> {
     let progress = if common.quiet { Progress::hidden() } else { Progress::stderr() };
     let catalog = common.catalog.as_path();
     match command {
-        Command::Sample { model, generator, n, seed, .. } => {
-            let report = sampling::sample(catalog, &model, &generator, n, seed, progress)?;
+        Command::Sample { model, generator, calibration, n, seed, batch, timeout, descriptor, .. } => {
+            anyhow::ensure!(
+                timeout.is_finite() && timeout > 0.0,
+                "--timeout must be a positive number of seconds"
+            );
+            let options = RunOptions {
+                timeout: Duration::from_secs_f64(timeout),
+                batch,
+                device: descriptor.device,
+            };
+            let report = match (generator, calibration) {
+                (_, Some(id)) => {
+                    sampling::sample_calibrated(catalog, &model, id, n, seed, &options, progress)?
+                }
+                (Some(generator), None) => {
+                    let spec = descriptor.spec(&generator)?;
+                    sampling::sample_with(catalog, &model, &spec, n, seed, &options, progress)?
+                }
+                (None, None) => unreachable!("clap requires --generator or --calibration"),
+            };
             out.sample(&report)
+        }
+        Command::Calibrate {
+            model,
+            method,
+            audit,
+            mode,
+            radius,
+            seed,
+            components,
+            covariance,
+            target_rate,
+            points,
+            dims,
+            tolerance,
+            ..
+        } => {
+            let options = CalibrateOptions {
+                model,
+                method,
+                audit_id: audit,
+                mode,
+                radius,
+                seed,
+                components,
+                covariance,
+                target_rate,
+                points,
+                dims,
+                tolerance,
+            };
+            let report = calibrate::fit(catalog, &options)?;
+            out.calibrate(&report)
+        }
+        Command::Compare { audits, .. } => {
+            anyhow::ensure!(audits.len() == 2, "give --audit twice: the audit before, then after");
+            let report = compare::compare(catalog, audits[0], audits[1])?;
+            out.compare(&report)
+        }
+        Command::Latents { calibration, n, out: path, seed, .. } => {
+            anyhow::ensure!(n > 0, "--n must be at least 1");
+            let (_, fitted) = calibrate::load(catalog, calibration)?;
+            let (codes, drawn) = fitted.draw(n, seed);
+            ndarray_npy::write_npy(&path, &codes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            out.latents(calibration, &path, n, codes.ncols(), drawn)
+        }
+        Command::Ingest { model, embeddings, latents, embedding_key, latent_key, .. } => {
+            let options = IngestOptions { model, embeddings, latents, embedding_key, latent_key };
+            let report = ingest::ingest(catalog, &options)?;
+            out.ingest(&report)
+        }
+        Command::Export { model, out: dir, format, .. } => {
+            let report = ingest::export(catalog, &model, &dir, format)?;
+            out.export(&report)
         }
         Command::Audit { model, anchors, theta, radius, search, seed, show, index, .. } => {
             let options = AuditOptions {
@@ -275,7 +550,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let report = audit::find_modes(catalog, &options, progress)?;
             out.audit(&report, top)
         }
-        Command::Neighbors { model, id, vector, k, radius, index, .. } => {
+        Command::Neighbors { model, id, vector, k, radius, grid, grid_max, index, .. } => {
             let query = match (id, vector) {
                 (Some(id), _) => NeighborQuery::Sample(id),
                 (None, Some(path)) => {
@@ -289,7 +564,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => NeighborLimit::Nearest(k.unwrap_or(10)),
             };
             let report = audit::neighbors(catalog, &model, &query, limit, index.params()?, progress)?;
-            out.neighbors(&report)
+            out.neighbors(&report)?;
+            if let Some(path) = grid {
+                audit::draw_neighbors(catalog, &report, grid_max, &path)?;
+                out.line(&format!("grid: {}", path.display()))?;
+            }
+            Ok(())
         }
         Command::Index { model, rebuild, index, .. } => {
             if rebuild {

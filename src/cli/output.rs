@@ -9,6 +9,9 @@ use serde::Serialize;
 use modeaudit::audit::{AuditReport, NeighborReport};
 use modeaudit::catalog::ModelSummary;
 use modeaudit::index::Synced;
+use modeaudit::calibrate::CalibrateReport;
+use modeaudit::compare::CompareReport;
+use modeaudit::ingest::{ExportReport, IngestReport};
 use modeaudit::sampling::SampleReport;
 
 /// Where and how results are printed.
@@ -71,6 +74,133 @@ impl Output {
             r.samples_per_s,
             r.model_samples
         ))
+    }
+
+    pub fn calibrate(&self, r: &CalibrateReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        self.line(&format!(
+            "calibration {} ({}) of model {} around sample {} ({} neighbours within {} of {} samples{}):",
+            r.calibration_id,
+            r.method.as_str(),
+            r.model,
+            r.mode_sample_id,
+            r.mode_neighbors,
+            r.radius,
+            r.n_samples,
+            r.audit_id.map_or(String::new(), |a| format!(", worst-case mode of audit {a}"))
+        ))?;
+        for line in &r.summary {
+            self.line(&format!("  {line}"))?;
+        }
+        self.line(&format!(
+            "  expected neighbour rate of the mode {:.5} -> {:.5}; acceptance rate {:.4}; {:.2} s",
+            r.mode_rate_before, r.mode_rate_after, r.acceptance_rate, r.elapsed_s
+        ))?;
+        for warning in &r.warnings {
+            self.line(&format!("warning: {warning}"))?;
+        }
+        self.line(&format!(
+            "next: modeaudit sample --model {}-{} --calibration {} --n N, then audit it and compare",
+            r.model,
+            r.method.as_str(),
+            r.calibration_id
+        ))
+    }
+
+    pub fn compare(&self, r: &CompareReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        let opt = |x: Option<f64>| x.map_or("-".to_string(), fmt_score);
+        let mut t = table(&["", "before", "after"]);
+        let (b, a) = (&r.before, &r.after);
+        t.add_row(vec!["audit (model)".to_string(), format!("{} ({})", b.audit_id, b.model), format!("{} ({})", a.audit_id, a.model)]);
+        t.add_row(vec!["samples".to_string(), b.n_samples.to_string(), a.n_samples.to_string()]);
+        t.add_row(vec![
+            format!("mode {} neighbour rate", r.mode_sample_id),
+            format!("{:.5} ({})", b.mode_rate, b.mode_neighbors),
+            format!("{:.5} ({})", a.mode_rate, a.mode_neighbors),
+        ]);
+        t.add_row(vec![format!("mode {} MCCS", r.mode_sample_id), fmt_score(b.mode_mccs), fmt_score(a.mode_mccs)]);
+        t.add_row(vec!["MCCS mean".to_string(), opt(b.mccs_mean), opt(a.mccs_mean)]);
+        t.add_row(vec!["MCCS std".to_string(), opt(b.mccs_std), opt(a.mccs_std)]);
+        t.add_row(vec!["MCCS max".to_string(), opt(b.mccs_max), opt(a.mccs_max)]);
+        let worst = |s: &modeaudit::compare::Side| match (s.worst_sample_id, s.worst_neighbors, s.worst_rate) {
+            (Some(id), Some(n), Some(rate)) => format!("sample {id}: {n} ({rate:.5})"),
+            _ => "-".into(),
+        };
+        t.add_row(vec!["worst-case mode: neighbours (rate)".to_string(), worst(b), worst(a)]);
+        let cost = |s: &modeaudit::compare::Side| {
+            if s.calibrations.is_empty() {
+                "1 (no calibration)".to_string()
+            } else {
+                s.calibrations
+                    .iter()
+                    .map(|c| format!("{} #{}: accept {:.4}, cost {:.3}", c.method, c.calibration_id, c.acceptance_rate, c.sampling_cost))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        };
+        t.add_row(vec!["prior draws per sample".to_string(), cost(b), cost(a)]);
+        self.line(&t.to_string())?;
+        self.line(&format!(
+            "mode rate after / before: {:.3}; Frechet distance between the embeddings: {:.5}",
+            r.mode_rate_ratio, r.frechet_distance
+        ))
+    }
+
+    pub fn latents(&self, calibration: i64, path: &std::path::Path, n: usize, dim: usize, drawn: u64) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(&serde_json::json!({
+                "calibration_id": calibration,
+                "out": path,
+                "n": n,
+                "latent_dim": dim,
+                "prior_draws": drawn,
+            }));
+        }
+        self.line(&format!(
+            "{n} latent codes of size {dim} through calibration {calibration} ({drawn} prior draws) written to {}",
+            path.display()
+        ))
+    }
+
+    pub fn ingest(&self, r: &IngestReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        self.line(&format!(
+            "model {}: batch {} imported {} embeddings of dimension {}{} (ids {}..={}) in {:.2} s; \
+             the model now has {} samples",
+            r.model,
+            r.batch_id,
+            r.n,
+            r.embed_dim,
+            r.latent_dim.map_or(" without latent codes".to_string(), |k| format!(" with latent codes of size {k}")),
+            r.first_sample_id,
+            r.last_sample_id,
+            r.elapsed_s,
+            r.model_samples
+        ))
+    }
+
+    pub fn export(&self, r: &ExportReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        self.line(&format!(
+            "model {}: {} samples{} written to {}:",
+            r.model,
+            r.n_samples,
+            r.audit_id.map_or(String::new(), |id| format!(" and the {} anchors of audit {id}", r.n_anchors)),
+            r.out.display()
+        ))?;
+        for file in &r.files {
+            self.line(&format!("  {}", file.display()))?;
+        }
+        Ok(())
     }
 
     pub fn audit(&self, r: &AuditReport, show: usize) -> anyhow::Result<()> {

@@ -82,50 +82,50 @@ pub fn exact_sums(
     let queries = queries.as_standard_layout();
     let screen = (kernel.screen_dot() - SCREEN_SLACK) as f32;
     let n_blocks = n.div_ceil(SAMPLE_BLOCK);
-    (0..n_blocks)
+    // Each block yields its own sums, merged afterwards in block order: the
+    // floating-point additions then happen in the same order on every run,
+    // whatever the thread schedule, so the same catalog gives the same scores
+    // to the last bit. The price is one `AnchorSums` per block and query.
+    let per_block: Vec<Vec<AnchorSums>> = (0..n_blocks)
         .into_par_iter()
-        .fold(
-            || (vec![AnchorSums::default(); n_queries], Vec::<f32>::new()),
-            |(mut sums, mut product), block| {
-                let start = block * SAMPLE_BLOCK;
-                let block_rows = samples.slice(s![start..(start + SAMPLE_BLOCK).min(n), ..]);
-                for tile_start in (0..n_queries).step_by(QUERY_TILE) {
-                    let tile_end = (tile_start + QUERY_TILE).min(n_queries);
-                    let tile = queries.slice(s![tile_start..tile_end, ..]);
-                    multiply_transposed(tile, block_rows, &mut product);
-                    let width = block_rows.nrows();
-                    for (i, row) in product.chunks_exact(width).enumerate() {
-                        let q = tile_start + i;
-                        let query = queries.row(q);
-                        let query = query.as_slice().expect("standard layout");
-                        for (j, &approx) in row.iter().enumerate() {
-                            if approx < screen {
-                                continue;
-                            }
-                            let global = row_offset + start + j;
-                            if exclude[q] == Some(global) {
-                                continue;
-                            }
-                            let sample = block_rows.row(j);
-                            let dot = dot_exact(query, sample.as_slice().expect("standard layout"));
-                            kernel.accumulate(&mut sums[q], dot);
+        .map_init(Vec::<f32>::new, |product, block| {
+            let mut sums = vec![AnchorSums::default(); n_queries];
+            let start = block * SAMPLE_BLOCK;
+            let block_rows = samples.slice(s![start..(start + SAMPLE_BLOCK).min(n), ..]);
+            for tile_start in (0..n_queries).step_by(QUERY_TILE) {
+                let tile_end = (tile_start + QUERY_TILE).min(n_queries);
+                let tile = queries.slice(s![tile_start..tile_end, ..]);
+                multiply_transposed(tile, block_rows, product);
+                let width = block_rows.nrows();
+                for (i, row) in product.chunks_exact(width).enumerate() {
+                    let q = tile_start + i;
+                    let query = queries.row(q);
+                    let query = query.as_slice().expect("standard layout");
+                    for (j, &approx) in row.iter().enumerate() {
+                        if approx < screen {
+                            continue;
                         }
+                        let global = row_offset + start + j;
+                        if exclude[q] == Some(global) {
+                            continue;
+                        }
+                        let sample = block_rows.row(j);
+                        let dot = dot_exact(query, sample.as_slice().expect("standard layout"));
+                        kernel.accumulate(&mut sums[q], dot);
                     }
                 }
-                progress.inc(block_rows.nrows() as u64);
-                (sums, product)
-            },
-        )
-        .map(|(sums, _)| sums)
-        .reduce(
-            || vec![AnchorSums::default(); n_queries],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    x.merge(y);
-                }
-                a
-            },
-        )
+            }
+            progress.inc(block_rows.nrows() as u64);
+            sums
+        })
+        .collect();
+    let mut total = vec![AnchorSums::default(); n_queries];
+    for block in per_block {
+        for (x, y) in total.iter_mut().zip(block) {
+            x.merge(y);
+        }
+    }
+    total
 }
 
 /// `out = a * b^T` for row-major `a` (m x k) and `b` (n x k), written

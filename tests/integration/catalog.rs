@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use modeaudit::blackbox::{self, BlackBox};
+use modeaudit::blackbox;
 
 use crate::common::{Workspace, bin};
 
