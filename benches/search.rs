@@ -39,10 +39,25 @@ fn exact_scan(c: &mut Criterion) {
         let rows: Vec<usize> = (0..anchors).map(|i| i * 37 % e.nrows()).collect();
         let queries = e.select(Axis(0), &rows);
         let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();
-        group.throughput(Throughput::Elements((anchors * e.nrows() * e.ncols()) as u64));
-        group.bench_with_input(BenchmarkId::new("anchors_x_50k_x_512", anchors), &anchors, |b, _| {
-            b.iter(|| exact_sums(e.view(), 0, queries.view(), &exclude, &kernel, &ProgressBar::hidden()))
-        });
+        group.throughput(Throughput::Elements(
+            (anchors * e.nrows() * e.ncols()) as u64,
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("anchors_x_50k_x_512", anchors),
+            &anchors,
+            |b, _| {
+                b.iter(|| {
+                    exact_sums(
+                        e.view(),
+                        0,
+                        queries.view(),
+                        &exclude,
+                        &kernel,
+                        &ProgressBar::hidden(),
+                    )
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -64,10 +79,24 @@ fn hnsw(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(n as u64));
     group.bench_function("build_10k_x_512", |b| {
-        b.iter(|| ModelIndex::build(e.view(), ids.clone(), IndexParams::default(), &ProgressBar::hidden()).unwrap())
+        b.iter(|| {
+            ModelIndex::build(
+                e.view(),
+                ids.clone(),
+                IndexParams::default(),
+                &ProgressBar::hidden(),
+            )
+            .unwrap()
+        })
     });
     group.finish();
-    let index = ModelIndex::build(e.view(), ids, IndexParams::default(), &ProgressBar::hidden()).unwrap();
+    let index = ModelIndex::build(
+        e.view(),
+        ids,
+        IndexParams::default(),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
     let kernel = Kernel::new(0.3, 0.3).unwrap();
     let mut scratch = Scratch::new(n);
     let mut group = c.benchmark_group("hnsw_radius");

@@ -77,7 +77,9 @@ fn load_samples(catalog_path: &Path, model: &str) -> Result<Loaded> {
     let catalog = Catalog::open(catalog_path)?;
     let (ids, embeddings) = catalog.embeddings(model, 0)?;
     if ids.is_empty() {
-        return Err(Error::InvalidArgument(format!("model {model:?} has no samples yet")));
+        return Err(Error::InvalidArgument(format!(
+            "model {model:?} has no samples yet"
+        )));
     }
     Ok(Loaded { ids, embeddings })
 }
@@ -94,12 +96,19 @@ pub fn draw_anchor_rows(n: usize, count: usize, seed: u64) -> Vec<usize> {
 /// Sorts anchors worst first: most neighbours, ties to the smallest id.
 fn sort_worst_first(anchors: &mut [AnchorResult]) {
     anchors.sort_by(|a, b| {
-        b.score.neighbors.cmp(&a.score.neighbors).then(a.sample_id.cmp(&b.sample_id))
+        b.score
+            .neighbors
+            .cmp(&a.score.neighbors)
+            .then(a.sample_id.cmp(&b.sample_id))
     });
 }
 
 /// Runs a random-anchor audit and stores it.
-pub fn run_audit(catalog_path: &Path, options: &AuditOptions, progress: Progress) -> Result<AuditReport> {
+pub fn run_audit(
+    catalog_path: &Path,
+    options: &AuditOptions,
+    progress: Progress,
+) -> Result<AuditReport> {
     let started = Instant::now();
     let kernel = Kernel::new(options.theta, options.radius.unwrap_or(options.theta))?;
     let (ids, dim) = {
@@ -162,17 +171,31 @@ pub fn run_audit(catalog_path: &Path, options: &AuditOptions, progress: Progress
             let queries = loaded.embeddings.select(Axis(0), &rows);
             let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();
             let bar = progress.bar(n as u64, "scanning");
-            let sums = exact_sums(loaded.embeddings.view(), 0, queries.view(), &exclude, &kernel, &bar);
+            let sums = exact_sums(
+                loaded.embeddings.view(),
+                0,
+                queries.view(),
+                &exclude,
+                &kernel,
+                &bar,
+            );
             bar.finish_and_clear();
             sums
         }
     };
     let search_s = search_started.elapsed().as_secs_f64();
-    let mode = if mode == SearchMode::Auto { SearchMode::Exact } else { mode };
+    let mode = if mode == SearchMode::Auto {
+        SearchMode::Exact
+    } else {
+        mode
+    };
     let mut anchors: Vec<AnchorResult> = rows
         .iter()
         .zip(&sums)
-        .map(|(&row, &s)| AnchorResult { sample_id: ids[row], score: AnchorScore::from_sums(s, n as u64) })
+        .map(|(&row, &s)| AnchorResult {
+            sample_id: ids[row],
+            score: AnchorScore::from_sums(s, n as u64),
+        })
         .collect();
     sort_worst_first(&mut anchors);
     let population = Population::from_mccs(anchors.iter().map(|a| a.score.mccs));
@@ -273,7 +296,11 @@ pub struct ModesOptions {
 /// What this can miss: a region whose every member ranks below `seeds`
 /// denser regions by link density. The tests check the result against an
 /// exhaustive count on seeded data.
-pub fn find_modes(catalog_path: &Path, options: &ModesOptions, progress: Progress) -> Result<AuditReport> {
+pub fn find_modes(
+    catalog_path: &Path,
+    options: &ModesOptions,
+    progress: Progress,
+) -> Result<AuditReport> {
     let started = Instant::now();
     let kernel = Kernel::new(options.theta, options.radius.unwrap_or(options.theta))?;
     if options.top == 0 {
@@ -286,8 +313,17 @@ pub fn find_modes(catalog_path: &Path, options: &ModesOptions, progress: Progres
     let search_started = Instant::now();
     let density = idx.link_density(4);
     let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_by(|&a, &b| density[a as usize].total_cmp(&density[b as usize]).then(a.cmp(&b)));
-    let seeds = pick_distinct(idx, &order, kernel.radius_dot(), options.seeds.max(options.top));
+    order.sort_by(|&a, &b| {
+        density[a as usize]
+            .total_cmp(&density[b as usize])
+            .then(a.cmp(&b))
+    });
+    let seeds = pick_distinct(
+        idx,
+        &order,
+        kernel.radius_dot(),
+        options.seeds.max(options.top),
+    );
     let candidates = candidates_around(idx, &seeds, &density, &kernel, options.per_seed);
     let sums = count_exactly(idx, &candidates, &kernel, progress);
     let mut ranked: Vec<(u32, AnchorSums)> = candidates.iter().copied().zip(sums).collect();
@@ -370,7 +406,10 @@ fn pick_distinct(idx: &ModelIndex, order: &[u32], min_dot: f64, limit: usize) ->
             break;
         }
         let v = idx.vector(id as usize);
-        if kept.iter().all(|&k| dot_exact(v, idx.vector(k as usize)) < min_dot) {
+        if kept
+            .iter()
+            .all(|&k| dot_exact(v, idx.vector(k as usize)) < min_dot)
+        {
             kept.push(id);
         }
     }
@@ -397,7 +436,11 @@ fn candidates_around(
             .filter(|&(id, dot)| dot >= half && id != seed)
             .map(|(id, _)| id)
             .collect();
-        ball.sort_by(|&a, &b| density[a as usize].total_cmp(&density[b as usize]).then(a.cmp(&b)));
+        ball.sort_by(|&a, &b| {
+            density[a as usize]
+                .total_cmp(&density[b as usize])
+                .then(a.cmp(&b))
+        });
         candidates.extend(ball.into_iter().take(per_seed));
     }
     candidates.sort_unstable();
@@ -406,12 +449,19 @@ fn candidates_around(
 }
 
 /// Exact sums of index members against every point of the index.
-fn count_exactly(idx: &ModelIndex, members: &[u32], kernel: &Kernel, progress: Progress) -> Vec<AnchorSums> {
+fn count_exactly(
+    idx: &ModelIndex,
+    members: &[u32],
+    kernel: &Kernel,
+    progress: Progress,
+) -> Vec<AnchorSums> {
     let dim = idx.dim();
     let n = idx.len();
     let mut all = Array2::<f32>::zeros((n, dim));
     for (i, mut row) in all.axis_iter_mut(Axis(0)).enumerate() {
-        row.as_slice_mut().expect("contiguous").copy_from_slice(idx.vector(i));
+        row.as_slice_mut()
+            .expect("contiguous")
+            .copy_from_slice(idx.vector(i));
     }
     let rows: Vec<usize> = members.iter().map(|&m| m as usize).collect();
     let queries = all.select(Axis(0), &rows);
@@ -479,7 +529,10 @@ pub fn neighbors(
             let row = idx
                 .sample_ids()
                 .binary_search(id)
-                .map_err(|_| Error::UnknownSample { model: model.to_string(), sample_id: *id })?;
+                .map_err(|_| Error::UnknownSample {
+                    model: model.to_string(),
+                    sample_id: *id,
+                })?;
             (idx.vector(row).to_vec(), Some(row))
         }
         NeighborQuery::Vector(v) => {
@@ -515,7 +568,10 @@ pub fn neighbors(
                 .collect()
         }
     };
-    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(idx.sample_ids()[a.0].cmp(&idx.sample_ids()[b.0])));
+    found.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(idx.sample_ids()[a.0].cmp(&idx.sample_ids()[b.0]))
+    });
     if let NeighborLimit::Nearest(k) = limit {
         found.truncate(k);
     }
@@ -547,7 +603,12 @@ pub fn neighbors(
 /// Draws the query of a neighbour look-up and its first `max` neighbours as
 /// an image grid, regenerating the images from their latent codes through
 /// the model's black box.
-pub fn draw_neighbors(catalog_path: &Path, report: &NeighborReport, max: usize, path: &Path) -> Result<()> {
+pub fn draw_neighbors(
+    catalog_path: &Path,
+    report: &NeighborReport,
+    max: usize,
+    path: &Path,
+) -> Result<()> {
     let mut ids: Vec<i64> = report.query_sample_id.into_iter().collect();
     ids.extend(report.neighbors.iter().take(max).map(|nb| nb.sample_id));
     if ids.is_empty() {
@@ -566,5 +627,10 @@ pub fn draw_neighbors(catalog_path: &Path, report: &NeighborReport, max: usize, 
         ))
     })?;
     let columns = (ids.len() as f64).sqrt().ceil() as usize;
-    crate::grid::write_grid(images.view(), columns, report.query_sample_id.is_some(), path)
+    crate::grid::write_grid(
+        images.view(),
+        columns,
+        report.query_sample_id.is_some(),
+        path,
+    )
 }

@@ -95,7 +95,10 @@ pub fn compare(catalog_path: &Path, a: i64, b: i64) -> Result<CompareReport> {
     let (_, emb_b) = audited_embeddings(&catalog, &after)?;
     if emb_a.ncols() != emb_b.ncols() {
         return Err(Error::Dimension {
-            what: format!("embeddings of model {:?} against model {:?}", after.model, before.model),
+            what: format!(
+                "embeddings of model {:?} against model {:?}",
+                after.model, before.model
+            ),
             expected: emb_a.ncols(),
             got: emb_b.ncols(),
         });
@@ -107,25 +110,47 @@ pub fn compare(catalog_path: &Path, a: i64, b: i64) -> Result<CompareReport> {
         (record.calibration.model == before.model).then_some(record.calibration.mode_sample_id)
     });
     let mode = targeted.or(before.worst_sample_id).ok_or_else(|| {
-        Error::InvalidArgument(format!("audit {a} has no worst-case mode to compare around"))
+        Error::InvalidArgument(format!(
+            "audit {a} has no worst-case mode to compare around"
+        ))
     })?;
     let mode_row = ids_a
         .binary_search(&mode)
-        .map_err(|_| Error::UnknownSample { model: before.model.clone(), sample_id: mode })?;
+        .map_err(|_| Error::UnknownSample {
+            model: before.model.clone(),
+            sample_id: mode,
+        })?;
     let mode_vector = emb_a.slice(s![mode_row..mode_row + 1, ..]).to_owned();
     let kernel = Kernel::new(before.theta, before.radius)?;
     let bar = indicatif::ProgressBar::hidden();
-    let sums_a = exact_sums(emb_a.view(), 0, mode_vector.view(), &[Some(mode_row)], &kernel, &bar)[0];
+    let sums_a = exact_sums(
+        emb_a.view(),
+        0,
+        mode_vector.view(),
+        &[Some(mode_row)],
+        &kernel,
+        &bar,
+    )[0];
     let same_model = after.model == before.model;
     let exclude_b = if same_model { Some(mode_row) } else { None };
-    let sums_b = exact_sums(emb_b.view(), 0, mode_vector.view(), &[exclude_b], &kernel, &bar)[0];
+    let sums_b = exact_sums(
+        emb_b.view(),
+        0,
+        mode_vector.view(),
+        &[exclude_b],
+        &kernel,
+        &bar,
+    )[0];
     let n_a = emb_a.nrows() as u64;
     let n_b = emb_b.nrows() as u64;
     // Against a model it is not part of, the mode has n_b others, not n_b - 1.
     let others_b = if same_model { n_b } else { n_b + 1 };
     let score_a = AnchorScore::from_sums(sums_a, n_a);
     let score_b = AnchorScore::from_sums(sums_b, others_b);
-    let side = |audit: &AuditRecord, score: AnchorScore, others: u64, calibrations: Vec<CalibrationUse>| Side {
+    let side = |audit: &AuditRecord,
+                score: AnchorScore,
+                others: u64,
+                calibrations: Vec<CalibrationUse>| Side {
         audit_id: audit.audit_id,
         model: audit.model.clone(),
         kind: audit.kind.clone(),
@@ -136,13 +161,20 @@ pub fn compare(catalog_path: &Path, a: i64, b: i64) -> Result<CompareReport> {
         mccs_max: audit.mccs_max,
         worst_sample_id: audit.worst_sample_id,
         worst_neighbors: audit.worst_neighbors,
-        worst_rate: audit.worst_neighbors.map(|w| w as f64 / (audit.n_samples.max(2) - 1) as f64),
+        worst_rate: audit
+            .worst_neighbors
+            .map(|w| w as f64 / (audit.n_samples.max(2) - 1) as f64),
         mode_neighbors: score.neighbors,
         mode_rate: score.neighbors as f64 / (others.max(2) - 1) as f64,
         mode_mccs: score.mccs,
         calibrations,
     };
-    let before_side = side(&before, score_a, n_a, calibration_uses(&catalog, &before.model)?);
+    let before_side = side(
+        &before,
+        score_a,
+        n_a,
+        calibration_uses(&catalog, &before.model)?,
+    );
     let after_side = side(&after, score_b, others_b, calibrations_b);
     let frechet_distance = frechet_distance(emb_a.view(), emb_b.view());
     let mode_rate_ratio = if before_side.mode_rate > 0.0 {
@@ -163,7 +195,10 @@ pub fn compare(catalog_path: &Path, a: i64, b: i64) -> Result<CompareReport> {
 }
 
 /// The embeddings an audit saw: its model's first `n_samples` samples.
-fn audited_embeddings(catalog: &Catalog, audit: &AuditRecord) -> Result<(Vec<i64>, ndarray::Array2<f32>)> {
+fn audited_embeddings(
+    catalog: &Catalog,
+    audit: &AuditRecord,
+) -> Result<(Vec<i64>, ndarray::Array2<f32>)> {
     let (mut ids, embeddings) = catalog.embeddings(&audit.model, 0)?;
     let n = (audit.n_samples as usize).min(ids.len());
     ids.truncate(n);
@@ -227,12 +262,21 @@ pub fn frechet_distance(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> f64 {
 }
 
 /// The Frechet distance between `N(mu_a, s_a)` and `N(mu_b, s_b)`.
-pub fn frechet_from_moments(mu_a: &[f64], s_a: &DMatrix<f64>, mu_b: &[f64], s_b: &DMatrix<f64>) -> f64 {
+pub fn frechet_from_moments(
+    mu_a: &[f64],
+    s_a: &DMatrix<f64>,
+    mu_b: &[f64],
+    s_b: &DMatrix<f64>,
+) -> f64 {
     let mean_term: f64 = mu_a.iter().zip(mu_b).map(|(x, y)| (x - y).powi(2)).sum();
     let root_a = psd_sqrt(s_a);
     let inner = &root_a * s_b * &root_a;
     let inner = (&inner + inner.transpose()) * 0.5;
-    let trace_root: f64 = SymmetricEigen::new(inner).eigenvalues.iter().map(|&e| e.max(0.0).sqrt()).sum();
+    let trace_root: f64 = SymmetricEigen::new(inner)
+        .eigenvalues
+        .iter()
+        .map(|&e| e.max(0.0).sqrt())
+        .sum();
     (mean_term + s_a.trace() + s_b.trace() - 2.0 * trace_root).max(0.0)
 }
 
@@ -261,7 +305,10 @@ mod tests {
         let a = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![1.0, 4.0]));
         let b = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![9.0, 1.0]));
         let fd = frechet_from_moments(&[0.0, 0.0], &a, &[0.0, 0.0], &b);
-        assert!((fd - ((1.0f64 - 3.0).powi(2) + (2.0f64 - 1.0).powi(2))).abs() < 1e-9, "{fd}");
+        assert!(
+            (fd - ((1.0f64 - 3.0).powi(2) + (2.0f64 - 1.0).powi(2))).abs() < 1e-9,
+            "{fd}"
+        );
         // Moments match a direct computation.
         let (mean, cov) = moments(x.view());
         let direct_mean = x.mean_axis(Axis(0)).unwrap();

@@ -31,7 +31,11 @@ pub enum Error {
         "catalog {path} has schema version {found}, but this modeaudit knows \
          versions up to {known}; upgrade modeaudit to open it"
     )]
-    SchemaTooNew { path: PathBuf, found: i64, known: i64 },
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
 
     /// A model name that the catalog does not hold.
     #[error("no model named {0:?} in the catalog (see `modeaudit models`)")]
@@ -47,11 +51,19 @@ pub enum Error {
 
     /// A vector whose length does not fit the model.
     #[error("{what}: expected dimension {expected}, got {got}")]
-    Dimension { what: String, expected: usize, got: usize },
+    Dimension {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
 
     /// A vector that is not finite or has zero norm, so it has no direction.
     #[error("{what}: row {row} {problem}")]
-    BadVector { what: String, row: usize, problem: VectorProblem },
+    BadVector {
+        what: String,
+        row: usize,
+        problem: VectorProblem,
+    },
 
     /// A seed that the model already used: the batch would duplicate samples,
     /// which an audit cannot tell from real collapse.
@@ -60,7 +72,11 @@ pub enum Error {
          a repeated seed duplicates samples, which looks exactly like collapse. \
          Choose another seed or omit --seed"
     )]
-    SeedReused { model: String, seed: u64, batch_id: i64 },
+    SeedReused {
+        model: String,
+        seed: u64,
+        batch_id: i64,
+    },
 
     /// A generator specification that cannot be parsed or does not fit.
     #[error("generator {spec:?}: {reason}")]
@@ -72,7 +88,11 @@ pub enum Error {
 
     /// A model exists with another generator or other dimensions.
     #[error("model {model:?} exists with {existing}; cannot add samples from {requested}")]
-    ModelMismatch { model: String, existing: String, requested: String },
+    ModelMismatch {
+        model: String,
+        existing: String,
+        requested: String,
+    },
 
     /// Parameters that make no sense (an anchor count larger than the
     /// sample count, a radius outside [0, 1], ...).
@@ -124,10 +144,16 @@ impl Error {
     /// Wraps a DuckDB error with what we were doing, recognising the lock
     /// conflict that DuckDB reports when another process holds the file.
     pub(crate) fn catalog(context: impl Into<String>, source: duckdb::Error) -> Error {
-        Error::Catalog { context: context.into(), source }
+        Error::Catalog {
+            context: context.into(),
+            source,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

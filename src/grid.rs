@@ -24,7 +24,12 @@ const FRAME: Rgb<u8> = Rgb([128, 128, 128]);
 /// Draws `images` (NCHW, values in `[0, 1]`, 1 or 3 channels) in a grid of
 /// `columns` columns and writes it as a PNG. With `query_first`, the first
 /// image gets a coloured frame.
-pub fn write_grid(images: ArrayView4<'_, f32>, columns: usize, query_first: bool, path: &Path) -> Result<()> {
+pub fn write_grid(
+    images: ArrayView4<'_, f32>,
+    columns: usize,
+    query_first: bool,
+    path: &Path,
+) -> Result<()> {
     let (n, _, h, w) = images.dim();
     if n == 0 {
         return Err(Error::InvalidArgument("no images to draw".into()));
@@ -40,18 +45,30 @@ pub fn write_grid(images: ArrayView4<'_, f32>, columns: usize, query_first: bool
         let tile = to_rgb(image);
         let tile = imageops::resize(&tile, tile_w, tile_h, imageops::FilterType::Nearest);
         let (x0, y0) = ((i as u32 % columns) * cell_w, (i as u32 / columns) * cell_h);
-        let frame = if query_first && i == 0 { QUERY_FRAME } else { FRAME };
+        let frame = if query_first && i == 0 {
+            QUERY_FRAME
+        } else {
+            FRAME
+        };
         for y in 0..cell_h {
             for x in 0..cell_w {
-                let inside = x >= BORDER && x < BORDER + tile_w && y >= BORDER && y < BORDER + tile_h;
-                let pixel = if inside { *tile.get_pixel(x - BORDER, y - BORDER) } else { frame };
+                let inside =
+                    x >= BORDER && x < BORDER + tile_w && y >= BORDER && y < BORDER + tile_h;
+                let pixel = if inside {
+                    *tile.get_pixel(x - BORDER, y - BORDER)
+                } else {
+                    frame
+                };
                 canvas.put_pixel(x0 + x, y0 + y, pixel);
             }
         }
     }
     canvas
         .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| Error::VectorFile { path: path.to_path_buf(), reason: format!("cannot write the grid: {e}") })
+        .map_err(|e| Error::VectorFile {
+            path: path.to_path_buf(),
+            reason: format!("cannot write the grid: {e}"),
+        })
 }
 
 /// One CHW image in `[0, 1]` as 8-bit RGB (grey copied to all channels).
@@ -61,7 +78,11 @@ fn to_rgb(image: ArrayView3<'_, f32>) -> RgbImage {
     RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let (x, y) = (x as usize, y as usize);
         if c >= 3 {
-            Rgb([byte(image[[0, y, x]]), byte(image[[1, y, x]]), byte(image[[2, y, x]])])
+            Rgb([
+                byte(image[[0, y, x]]),
+                byte(image[[1, y, x]]),
+                byte(image[[2, y, x]]),
+            ])
         } else {
             let g = byte(image[[0, y, x]]);
             Rgb([g, g, g])
@@ -88,8 +109,14 @@ mod tests {
         assert_eq!(*grid.get_pixel(0, 0), QUERY_FRAME);
         assert_eq!(*grid.get_pixel(BORDER + 1, BORDER + 1), Rgb([0, 0, 0]));
         assert_eq!(*grid.get_pixel(cell, 0), FRAME);
-        assert_eq!(*grid.get_pixel(cell + BORDER + 1, BORDER + 1), Rgb([255, 255, 255]));
+        assert_eq!(
+            *grid.get_pixel(cell + BORDER + 1, BORDER + 1),
+            Rgb([255, 255, 255])
+        );
         // The fourth cell is empty.
-        assert_eq!(*grid.get_pixel(cell + BORDER + 1, cell + BORDER + 1), Rgb([255, 255, 255]));
+        assert_eq!(
+            *grid.get_pixel(cell + BORDER + 1, cell + BORDER + 1),
+            Rgb([255, 255, 255])
+        );
     }
 }

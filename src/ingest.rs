@@ -64,7 +64,12 @@ pub struct IngestReport {
 
 /// Reads a matrix from any supported file; `key` names the `.npz` array or
 /// Parquet column.
-pub fn read_any(path: &Path, key: Option<&str>, npz_names: &[&str], column: &str) -> Result<Array2<f32>> {
+pub fn read_any(
+    path: &Path,
+    key: Option<&str>,
+    npz_names: &[&str],
+    column: &str,
+) -> Result<Array2<f32>> {
     match vecfile::kind_of(path)? {
         FileKind::Npy | FileKind::Npz => vecfile::read_matrix(path, key, npz_names),
         FileKind::Parquet => read_parquet_column(path, key.unwrap_or(column)),
@@ -75,22 +80,30 @@ pub fn read_any(path: &Path, key: Option<&str>, npz_names: &[&str], column: &str
 /// Parquet reader, refusing other column types, NULL rows and rows of
 /// another length with the row's number (counted from 0, in file order).
 pub fn read_parquet_column(path: &Path, column: &str) -> Result<Array2<f32>> {
-    let fail = |reason: String| Error::VectorFile { path: path.to_path_buf(), reason };
-    let conn = Connection::open_in_memory().map_err(|e| Error::catalog("open DuckDB in memory", e))?;
+    let fail = |reason: String| Error::VectorFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let conn =
+        Connection::open_in_memory().map_err(|e| Error::catalog("open DuckDB in memory", e))?;
     let literal = format!("'{}'", path.display().to_string().replace('\'', "''"));
     let columns: Vec<(String, String)> = {
         let mut stmt = conn
             .prepare(&format!("DESCRIBE SELECT * FROM read_parquet({literal})"))
             .map_err(|e| fail(format!("not a readable Parquet file: {e}")))?;
         let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .map_err(|e| fail(format!("not a readable Parquet file: {e}")))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| fail(format!("not a readable Parquet file: {e}")))?
     };
     let Some((_, column_type)) = columns.iter().find(|(name, _)| name == column) else {
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(fail(format!("has no column {column:?}; its columns are {names:?}")));
+        return Err(fail(format!(
+            "has no column {column:?}; its columns are {names:?}"
+        )));
     };
     let element = column_type
         .strip_suffix("[]")
@@ -103,7 +116,9 @@ pub fn read_parquet_column(path: &Path, column: &str) -> Result<Array2<f32>> {
     }
     let quoted = format!("\"{}\"", column.replace('"', "\"\""));
     let sql = format!("SELECT CAST({quoted} AS FLOAT[]) FROM read_parquet({literal})");
-    let mut stmt = conn.prepare(&sql).map_err(|e| fail(format!("cannot read column {column:?}: {e}")))?;
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(|e| fail(format!("cannot read column {column:?}: {e}")))?;
     let batches: Vec<RecordBatch> = stmt
         .query_arrow([])
         .map_err(|e| fail(format!("cannot read column {column:?}: {e}")))?
@@ -120,7 +135,9 @@ pub fn read_parquet_column(path: &Path, column: &str) -> Result<Array2<f32>> {
             let values = lists.value(i);
             let values = values.as_primitive::<Float32Type>();
             if values.null_count() > 0 {
-                return Err(fail(format!("column {column:?}: row {row} holds a NULL value")));
+                return Err(fail(format!(
+                    "column {column:?}: row {row} holds a NULL value"
+                )));
             }
             match dim {
                 None => dim = Some(values.len()),
@@ -161,9 +178,19 @@ fn content_digest(embeddings: &Array2<f32>, latents: Option<&Array2<f32>>) -> St
 pub fn ingest(catalog_path: &Path, options: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
     let path = &options.embeddings;
-    let mut embeddings = read_any(path, options.embedding_key.as_deref(), EMBEDDING_NAMES, "embedding")?;
+    let mut embeddings = read_any(
+        path,
+        options.embedding_key.as_deref(),
+        EMBEDDING_NAMES,
+        "embedding",
+    )?;
     let latents = match &options.latents {
-        Some(p) => Some(read_any(p, options.latent_key.as_deref(), LATENT_NAMES, "latent")?),
+        Some(p) => Some(read_any(
+            p,
+            options.latent_key.as_deref(),
+            LATENT_NAMES,
+            "latent",
+        )?),
         None => None,
     };
     let what = path.display().to_string();
@@ -280,7 +307,12 @@ pub struct ExportReport {
 }
 
 /// Writes a model's samples and its latest audit's scores to `out`.
-pub fn export(catalog_path: &Path, model: &str, out: &Path, format: ExportFormat) -> Result<ExportReport> {
+pub fn export(
+    catalog_path: &Path,
+    model: &str,
+    out: &Path,
+    format: ExportFormat,
+) -> Result<ExportReport> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let catalog = Catalog::open_read_only(catalog_path)?;
     let record = catalog.require_model(model)?;
@@ -289,31 +321,49 @@ pub fn export(catalog_path: &Path, model: &str, out: &Path, format: ExportFormat
     let (n_samples, n_anchors) = match format {
         ExportFormat::Npy => {
             let (ids, embeddings) = catalog.embeddings(model, 0)?;
-            let write = |name: &str, f: &dyn Fn(&Path) -> std::result::Result<(), ndarray_npy::WriteNpyError>| {
+            let write = |name: &str,
+                         f: &dyn Fn(
+                &Path,
+            )
+                -> std::result::Result<(), ndarray_npy::WriteNpyError>| {
                 let path = out.join(name);
-                f(&path).map_err(|e| Error::VectorFile { path: path.clone(), reason: e.to_string() })?;
+                f(&path).map_err(|e| Error::VectorFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
                 Ok::<PathBuf, Error>(path)
             };
-            files.push(write("sample_ids.npy", &|p| ndarray_npy::write_npy(p, &ndarray::Array1::from(ids.clone())))?);
-            files.push(write("embeddings.npy", &|p| ndarray_npy::write_npy(p, &embeddings))?);
+            files.push(write("sample_ids.npy", &|p| {
+                ndarray_npy::write_npy(p, &ndarray::Array1::from(ids.clone()))
+            })?);
+            files.push(write("embeddings.npy", &|p| {
+                ndarray_npy::write_npy(p, &embeddings)
+            })?);
             if catalog.all_have_latents(model)? && record.latent_dim > 0 {
                 let (_, latents) = catalog.latents(model, 0)?;
-                files.push(write("latents.npy", &|p| ndarray_npy::write_npy(p, &latents))?);
+                files.push(write("latents.npy", &|p| {
+                    ndarray_npy::write_npy(p, &latents)
+                })?);
             }
             let rows = match audit_id {
                 Some(id) => catalog.anchor_rows(id)?,
                 None => Vec::new(),
             };
             if audit_id.is_some() {
-                let anchors = ndarray::Array1::from(rows.iter().map(|r| r.sample_id).collect::<Vec<_>>());
+                let anchors =
+                    ndarray::Array1::from(rows.iter().map(|r| r.sample_id).collect::<Vec<_>>());
                 let scores = Array2::from_shape_fn((rows.len(), 4), |(i, j)| match j {
                     0 => rows[i].neighbors as f64,
                     1 => rows[i].similarity_sum,
                     2 => rows[i].expected_similarity,
                     _ => rows[i].mccs,
                 });
-                files.push(write("anchors.npy", &|p| ndarray_npy::write_npy(p, &anchors))?);
-                files.push(write("anchor_scores.npy", &|p| ndarray_npy::write_npy(p, &scores))?);
+                files.push(write("anchors.npy", &|p| {
+                    ndarray_npy::write_npy(p, &anchors)
+                })?);
+                files.push(write("anchor_scores.npy", &|p| {
+                    ndarray_npy::write_npy(p, &scores)
+                })?);
             }
             (ids.len(), rows.len())
         }

@@ -53,7 +53,15 @@ pub fn sample(
     seed: Option<u64>,
     progress: Progress,
 ) -> Result<SampleReport> {
-    sample_with(catalog_path, model, spec, n, seed, &RunOptions::default(), progress)
+    sample_with(
+        catalog_path,
+        model,
+        spec,
+        n,
+        seed,
+        &RunOptions::default(),
+        progress,
+    )
 }
 
 /// Appends `n` samples of `spec` to `model`.
@@ -67,7 +75,17 @@ pub fn sample_with(
     progress: Progress,
 ) -> Result<SampleReport> {
     let draw = |n: usize, k: usize, seed: u64| (blackbox::draw_latents(n, k, seed), n as u64);
-    sample_from(catalog_path, model, spec, None, n, seed, options, progress, &draw)
+    sample_from(
+        catalog_path,
+        model,
+        spec,
+        None,
+        n,
+        seed,
+        options,
+        progress,
+        &draw,
+    )
 }
 
 /// Appends `n` samples drawn through a stored calibration to `model`: the
@@ -83,12 +101,28 @@ pub fn sample_calibrated(
     progress: Progress,
 ) -> Result<SampleReport> {
     let (record, calibration) = crate::calibrate::load(catalog_path, calibration_id)?;
-    let spec = Catalog::open_read_only(catalog_path)?.require_model(&record.calibration.model)?.generator;
+    let spec = Catalog::open_read_only(catalog_path)?
+        .require_model(&record.calibration.model)?
+        .generator;
     let draw = |n: usize, k: usize, seed: u64| {
-        assert_eq!(k, calibration.latent_dim(), "latent size checked against the black box");
+        assert_eq!(
+            k,
+            calibration.latent_dim(),
+            "latent size checked against the black box"
+        );
         calibration.draw(n, seed)
     };
-    sample_from(catalog_path, model, &spec, Some(&record), n, seed, options, progress, &draw)
+    sample_from(
+        catalog_path,
+        model,
+        &spec,
+        Some(&record),
+        n,
+        seed,
+        options,
+        progress,
+        &draw,
+    )
 }
 
 /// Draws latent codes: `(n, latent size, seed) -> (codes, prior draws)`.
@@ -147,7 +181,11 @@ fn sample_from(
             None => derived_seed(model, catalog.batch_count(model)? + 1),
         };
         if let Some(batch_id) = catalog.batch_with_seed(model, seed)? {
-            return Err(Error::SeedReused { model: model.to_string(), seed, batch_id });
+            return Err(Error::SeedReused {
+                model: model.to_string(),
+                seed,
+                batch_id,
+            });
         }
         seed
     };
@@ -159,7 +197,11 @@ fn sample_from(
     let mut catalog = Catalog::open(catalog_path)?;
     // Another process may have used the seed while we computed.
     if let Some(batch_id) = catalog.batch_with_seed(model, seed)? {
-        return Err(Error::SeedReused { model: model.to_string(), seed, batch_id });
+        return Err(Error::SeedReused {
+            model: model.to_string(),
+            seed,
+            batch_id,
+        });
     }
     let batch = catalog.insert_batch(&NewBatch {
         model: &record,
@@ -214,7 +256,10 @@ fn embed_all(
                 ),
             });
         }
-        normalize_rows(chunk.view_mut(), &format!("embeddings from {spec} (rows from {start})"))?;
+        normalize_rows(
+            chunk.view_mut(),
+            &format!("embeddings from {spec} (rows from {start})"),
+        )?;
         out.slice_mut(ndarray::s![start..end, ..]).assign(&chunk);
         bar.inc((end - start) as u64);
     }

@@ -100,7 +100,11 @@ impl Kernel {
             return 0.0;
         }
         let gap = self.theta - Kernel::distance(dot);
-        if gap <= 0.0 { 0.0 } else { gap.exp_m1() / self.denominator }
+        if gap <= 0.0 {
+            0.0
+        } else {
+            gap.exp_m1() / self.denominator
+        }
     }
 
     /// Adds one sample's contribution (by its exact dot product with the
@@ -134,7 +138,11 @@ impl AnchorSums {
 
 /// `E(a)`: the mean similarity to the `n - 1` other samples.
 pub fn expected_similarity(similarity_sum: f64, n_samples: u64) -> f64 {
-    if n_samples <= 1 { 0.0 } else { similarity_sum / (n_samples - 1) as f64 }
+    if n_samples <= 1 {
+        0.0
+    } else {
+        similarity_sum / (n_samples - 1) as f64
+    }
 }
 
 /// `MCCS(a) = -1 / log10(E(a))`, with 0 for `E = 0` and +infinity for
@@ -204,14 +212,28 @@ impl Population {
         }
         let n_infinite = n_anchors - finite.len();
         if finite.is_empty() {
-            return Population { n_anchors, n_infinite, mean: 0.0, std: 0.0, std_error: 0.0, max: 0.0 };
+            return Population {
+                n_anchors,
+                n_infinite,
+                mean: 0.0,
+                std: 0.0,
+                std_error: 0.0,
+                max: 0.0,
+            };
         }
         let count = finite.len() as f64;
         let mean = finite.iter().sum::<f64>() / count;
         let variance = finite.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / count;
         let std = variance.sqrt();
         let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Population { n_anchors, n_infinite, mean, std, std_error: std / count.sqrt(), max }
+        Population {
+            n_anchors,
+            n_infinite,
+            mean,
+            std,
+            std_error: std / count.sqrt(),
+            max,
+        }
     }
 }
 
@@ -257,7 +279,11 @@ mod tests {
         let k = Kernel::new(0.3, 0.3).unwrap();
         // d = 0.1: s = (e^0.2 - 1) / (e^0.3 - 1) = 0.2214027582 / 0.3498588076
         let dot = (std::f64::consts::PI * 0.1).cos();
-        assert!(close(k.similarity(dot), 0.2214027581601699 / 0.3498588075760032, 1e-12));
+        assert!(close(
+            k.similarity(dot),
+            0.2214027581601699 / 0.3498588075760032,
+            1e-12
+        ));
         // Orthogonal vectors: d = 0.5 >= theta.
         assert_eq!(k.similarity(0.0), 0.0);
         assert_eq!(k.similarity(-1.0), 0.0);
@@ -284,7 +310,13 @@ mod tests {
     #[test]
     fn test_expected_similarity_excludes_the_anchor() {
         // Three samples, the anchor and two others at similarity 1 and 0.5.
-        let score = AnchorScore::from_sums(AnchorSums { neighbors: 2, similarity_sum: 1.5 }, 3);
+        let score = AnchorScore::from_sums(
+            AnchorSums {
+                neighbors: 2,
+                similarity_sum: 1.5,
+            },
+            3,
+        );
         assert!(close(score.expected_similarity, 0.75, 1e-15));
         assert!(close(score.mccs, -1.0 / 0.75f64.log10(), 1e-15));
         // A lone sample has nobody to compare with.

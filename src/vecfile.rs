@@ -42,7 +42,11 @@ pub fn kind_of(path: &Path) -> Result<FileKind> {
     if let Some(kind) = kind_of_bytes(head) {
         return Ok(kind);
     }
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
     Err(Error::VectorFile {
         path: path.to_path_buf(),
         reason: format!(
@@ -59,15 +63,24 @@ pub fn kind_of(path: &Path) -> Result<FileKind> {
 /// Reads a `.npy` file of floats as a matrix (a 1-D array is one row).
 pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_npy(&bytes).map_err(|reason| Error::VectorFile { path: path.to_path_buf(), reason })
+    parse_npy(&bytes).map_err(|reason| Error::VectorFile {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Reads one array of a `.npz` file: the one named `name`, else the only
 /// array, else the first of `preferred` names present. Returns its name.
-pub fn read_npz(path: &Path, name: Option<&str>, preferred: &[&str]) -> Result<(String, Array2<f32>)> {
+pub fn read_npz(
+    path: &Path,
+    name: Option<&str>,
+    preferred: &[&str],
+) -> Result<(String, Array2<f32>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_npz(&bytes, name, preferred)
-        .map_err(|reason| Error::VectorFile { path: path.to_path_buf(), reason })
+    parse_npz(&bytes, name, preferred).map_err(|reason| Error::VectorFile {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Reads a `.npy` or `.npz` file (for an `.npz`, as [`read_npz`]).
@@ -109,4 +122,3 @@ pub fn read_query_vector(path: &Path, dim: usize) -> Result<Vec<f32>> {
     crate::vector::normalize_rows(m.view_mut(), &path.display().to_string())?;
     Ok(m.row(0).to_vec())
 }
-

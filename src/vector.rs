@@ -34,7 +34,10 @@ pub fn dot_exact(a: &[f32], b: &[f32]) -> f64 {
     let mut acc = [0f64; EXACT_LANES];
     let (a_body, a_tail) = a.split_at(a.len() - a.len() % EXACT_LANES);
     let (b_body, b_tail) = b.split_at(a_body.len());
-    for (x, y) in a_body.chunks_exact(EXACT_LANES).zip(b_body.chunks_exact(EXACT_LANES)) {
+    for (x, y) in a_body
+        .chunks_exact(EXACT_LANES)
+        .zip(b_body.chunks_exact(EXACT_LANES))
+    {
         for lane in 0..EXACT_LANES {
             acc[lane] += f64::from(x[lane]) * f64::from(y[lane]);
         }
@@ -43,7 +46,12 @@ pub fn dot_exact(a: &[f32], b: &[f32]) -> f64 {
         acc[lane] += f64::from(*x) * f64::from(*y);
     }
     // Pairwise reduction in a fixed order.
-    let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let quad = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
     (quad[0] + quad[2]) + (quad[1] + quad[3])
 }
 
@@ -54,7 +62,10 @@ pub fn dot_fast(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; FAST_LANES];
     let (a_body, a_tail) = a.split_at(a.len() - a.len() % FAST_LANES);
     let (b_body, b_tail) = b.split_at(a_body.len());
-    for (x, y) in a_body.chunks_exact(FAST_LANES).zip(b_body.chunks_exact(FAST_LANES)) {
+    for (x, y) in a_body
+        .chunks_exact(FAST_LANES)
+        .zip(b_body.chunks_exact(FAST_LANES))
+    {
         for lane in 0..FAST_LANES {
             acc[lane] = x[lane].mul_add(y[lane], acc[lane]);
         }
@@ -89,7 +100,9 @@ pub fn check_vector(v: &[f32]) -> std::result::Result<f64, VectorProblem> {
 /// a generator), and the error names the row.
 pub fn normalize_rows(mut rows: ArrayViewMut2<'_, f32>, what: &str) -> Result<()> {
     for (row_index, mut row) in rows.axis_iter_mut(Axis(0)).enumerate() {
-        let slice = row.as_slice().expect("rows of a standard-layout matrix are contiguous");
+        let slice = row
+            .as_slice()
+            .expect("rows of a standard-layout matrix are contiguous");
         let norm = check_vector(slice).map_err(|problem| Error::BadVector {
             what: what.to_string(),
             row: row_index,
@@ -106,8 +119,16 @@ pub fn normalize_rows(mut rows: ArrayViewMut2<'_, f32>, what: &str) -> Result<()
 pub fn check_finite_rows(rows: &Array2<f32>, what: &str) -> Result<()> {
     for (row_index, row) in rows.axis_iter(Axis(0)).enumerate() {
         if let Some(x) = row.iter().find(|x| !x.is_finite()) {
-            let problem = if x.is_nan() { VectorProblem::NaN } else { VectorProblem::Infinite };
-            return Err(Error::BadVector { what: what.to_string(), row: row_index, problem });
+            let problem = if x.is_nan() {
+                VectorProblem::NaN
+            } else {
+                VectorProblem::Infinite
+            };
+            return Err(Error::BadVector {
+                what: what.to_string(),
+                row: row_index,
+                problem,
+            });
         }
     }
     Ok(())
@@ -121,11 +142,22 @@ mod tests {
     #[test]
     fn test_dot_exact_matches_naive_f64_sum() {
         for len in [0, 1, 7, 8, 9, 31, 512, 513] {
-            let a: Vec<f32> = (0..len).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
-            let b: Vec<f32> = (0..len).map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5).collect();
-            let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+                .collect();
+            let naive: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             assert!((dot_exact(&a, &b) - naive).abs() < 1e-12, "len {len}");
-            assert!((f64::from(dot_fast(&a, &b)) - naive).abs() < 1e-4, "len {len}");
+            assert!(
+                (f64::from(dot_fast(&a, &b)) - naive).abs() < 1e-4,
+                "len {len}"
+            );
         }
     }
 

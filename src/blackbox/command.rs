@@ -70,7 +70,10 @@ struct Session {
 impl ExternalProgram {
     /// Starts `command` (the text after `cmd:`) and reads its greeting.
     pub fn start(spec: &str, command: &str, timeout: Duration) -> Result<ExternalProgram> {
-        let fail = |reason: String| Error::Generator { spec: spec.to_string(), reason };
+        let fail = |reason: String| Error::Generator {
+            spec: spec.to_string(),
+            reason,
+        };
         if command.trim().is_empty() {
             return Err(fail("no program given; use cmd:\"PROGRAM ARGS\"".into()));
         }
@@ -118,7 +121,10 @@ impl ExternalProgram {
                 )));
             }
         };
-        for (name, value) in [("latent_dim", parsed.latent_dim), ("embed_dim", parsed.embed_dim)] {
+        for (name, value) in [
+            ("latent_dim", parsed.latent_dim),
+            ("embed_dim", parsed.embed_dim),
+        ] {
             if value == 0 || value > MAX_DIM {
                 kill(&mut child);
                 return Err(fail(format!("its greeting gives {name} = {value}")));
@@ -130,12 +136,20 @@ impl ExternalProgram {
             latent_dim: parsed.latent_dim,
             embed_dim: parsed.embed_dim,
             timeout,
-            session: Mutex::new(Session { child, stdin: Some(stdin), answers, broken: None }),
+            session: Mutex::new(Session {
+                child,
+                stdin: Some(stdin),
+                answers,
+                broken: None,
+            }),
         })
     }
 
     fn error(&self, reason: String) -> Error {
-        Error::Generator { spec: self.spec.clone(), reason }
+        Error::Generator {
+            spec: self.spec.clone(),
+            reason,
+        }
     }
 }
 
@@ -175,7 +189,10 @@ impl BlackBox for ExternalProgram {
             .as_standard_layout()
             .write_npy(&mut request)
             .expect("writing .npy to memory cannot fail");
-        let mut stdin = session.stdin.take().expect("stdin is present between batches");
+        let mut stdin = session
+            .stdin
+            .take()
+            .expect("stdin is present between batches");
         // Written from a thread of its own: a program that stops reading
         // would otherwise block us on a full pipe, out of reach of the timeout.
         let writer = std::thread::spawn(move || {
@@ -232,7 +249,9 @@ impl Drop for ExternalProgram {
     /// Closes the program's stdin so it can finish, waits a moment for it,
     /// and kills it if it lingers.
     fn drop(&mut self) {
-        let Ok(session) = self.session.get_mut() else { return };
+        let Ok(session) = self.session.get_mut() else {
+            return;
+        };
         session.stdin = None;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
@@ -292,34 +311,50 @@ fn read_replies(
 }
 
 /// Reads one float32 `.npy` array from a stream; `Ok(None)` at a clean end.
-fn read_answer(reader: &mut BufReader<ChildStdout>) -> std::result::Result<Option<Array2<f32>>, String> {
-    if reader.fill_buf().map_err(|e| format!("reading its answer failed: {e}"))?.is_empty() {
+fn read_answer(
+    reader: &mut BufReader<ChildStdout>,
+) -> std::result::Result<Option<Array2<f32>>, String> {
+    if reader
+        .fill_buf()
+        .map_err(|e| format!("reading its answer failed: {e}"))?
+        .is_empty()
+    {
         return Ok(None);
     }
-    let header = Header::from_reader(reader)
-        .map_err(|e| format!("its answer is not a .npy array: {e}"))?;
+    let header =
+        Header::from_reader(reader).map_err(|e| format!("its answer is not a .npy array: {e}"))?;
     let descriptor = header.type_descriptor.to_string();
     if descriptor != "'<f4'" && descriptor != "\"<f4\"" {
-        return Err(format!("its answer has dtype {descriptor}; expected little-endian float32 '<f4'"));
+        return Err(format!(
+            "its answer has dtype {descriptor}; expected little-endian float32 '<f4'"
+        ));
     }
     if header.layout.is_fortran() {
         return Err("its answer is in Fortran order; write it in C order".into());
     }
     let (rows, cols) = match header.shape.as_slice() {
         [rows, cols] => (*rows, *cols),
-        other => return Err(format!("its answer has shape {other:?}; expected [n, embed_dim]")),
+        other => {
+            return Err(format!(
+                "its answer has shape {other:?}; expected [n, embed_dim]"
+            ));
+        }
     };
     let len = rows
         .checked_mul(cols)
         .filter(|&len| len <= MAX_DIM * (1 << 20))
         .ok_or_else(|| format!("its answer's shape [{rows}, {cols}] is too large"))?;
     let mut bytes = vec![0u8; len * 4];
-    reader
-        .read_exact(&mut bytes)
-        .map_err(|e| format!("its answer ended early ({e}); expected {rows} x {cols} float32 values"))?;
-    let values: Vec<f32> =
-        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Ok(Some(Array2::from_shape_vec((rows, cols), values).expect("length checked")))
+    reader.read_exact(&mut bytes).map_err(|e| {
+        format!("its answer ended early ({e}); expected {rows} x {cols} float32 values")
+    })?;
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(Some(
+        Array2::from_shape_vec((rows, cols), values).expect("length checked"),
+    ))
 }
 
 /// Waits briefly for a program that has failed, and describes how it ended.

@@ -75,7 +75,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { timeout: Duration::from_secs(600), batch: None, device: onnx::Device::Cpu }
+        RunOptions {
+            timeout: Duration::from_secs(600),
+            batch: None,
+            device: onnx::Device::Cpu,
+        }
     }
 }
 
@@ -89,8 +93,16 @@ pub fn open(spec: &str, options: &RunOptions) -> Result<Box<dyn BlackBox>> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "synthetic" => Ok(Box::new(synthetic::Simulator::from_options(spec, rest)?)),
-        "cmd" => Ok(Box::new(command::ExternalProgram::start(spec, rest, options.timeout)?)),
-        "onnx" => Ok(Box::new(onnx::OnnxBlackBox::open(spec, rest, options.device)?)),
+        "cmd" => Ok(Box::new(command::ExternalProgram::start(
+            spec,
+            rest,
+            options.timeout,
+        )?)),
+        "onnx" => Ok(Box::new(onnx::OnnxBlackBox::open(
+            spec,
+            rest,
+            options.device,
+        )?)),
         _ => Err(Error::Generator {
             spec: spec.to_string(),
             reason: "unknown kind; expected synthetic[:key=value,...], onnx:PATH[,...] or \
@@ -141,7 +153,8 @@ pub fn draw_latent_rows(k: usize, seed: u64, start: usize, end: usize) -> Array2
     for (block_start, codes) in blocks {
         let from = start.max(block_start);
         let rows = codes.slice(ndarray::s![from - block_start.., ..]);
-        out.slice_mut(ndarray::s![from - start..from - start + rows.nrows(), ..]).assign(&rows);
+        out.slice_mut(ndarray::s![from - start..from - start + rows.nrows(), ..])
+            .assign(&rows);
     }
     out
 }
@@ -185,12 +198,18 @@ mod tests {
     fn test_latent_rows_do_not_depend_on_chunking() {
         let whole = draw_latents(3000, 5, 9);
         for (start, end) in [(0, 1), (1000, 1030), (1023, 1025), (2047, 3000), (0, 3000)] {
-            assert_eq!(draw_latent_rows(5, 9, start, end), whole.slice(ndarray::s![start..end, ..]));
+            assert_eq!(
+                draw_latent_rows(5, 9, start, end),
+                whole.slice(ndarray::s![start..end, ..])
+            );
         }
         assert_ne!(draw_latents(10, 5, 9), draw_latents(10, 5, 10));
         // Standard normal: mean near 0 and variance near 1.
         let mean = whole.mean().unwrap();
         let var = whole.mapv(|x| x * x).mean().unwrap();
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 }

@@ -70,19 +70,24 @@ pub struct OnnxSpec {
 impl OnnxSpec {
     /// Parses the text after `onnx:`; `spec` is the whole text, for errors.
     pub fn parse(spec: &str, text: &str) -> Result<OnnxSpec> {
-        let fail = |reason: String| Error::Generator { spec: spec.to_string(), reason };
+        let fail = |reason: String| Error::Generator {
+            spec: spec.to_string(),
+            reason,
+        };
         let mut parts = text.split(',');
-        let generator = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| {
-            fail("no generator file; use onnx:PATH.onnx".into())
-        })?;
+        let generator = parts
+            .next()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| fail("no generator file; use onnx:PATH.onnx".into()))?;
         let mut out = OnnxSpec {
             generator: absolute(Path::new(generator)),
             descriptor: None,
             preprocess: Preprocess::default(),
         };
         for item in parts.filter(|p| !p.is_empty()) {
-            let (key, value) =
-                item.split_once('=').ok_or_else(|| fail(format!("{item:?} is not key=value")))?;
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| fail(format!("{item:?} is not key=value")))?;
             let p = &mut out.preprocess;
             match key {
                 "descriptor" => {
@@ -109,7 +114,10 @@ impl OnnxSpec {
         out.preprocess.validate().map_err(fail)?;
         for path in std::iter::once(&out.generator).chain(&out.descriptor) {
             if path.to_string_lossy().contains(',') {
-                return Err(fail(format!("{} holds a comma; rename or link it", path.display())));
+                return Err(fail(format!(
+                    "{} holds a comma; rename or link it",
+                    path.display()
+                )));
             }
         }
         Ok(out)
@@ -149,7 +157,10 @@ fn parse_enum<T: clap::ValueEnum>(spec: &str, key: &str, value: &str) -> Result<
 }
 
 fn enum_name<T: clap::ValueEnum>(value: T) -> String {
-    value.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -183,7 +194,10 @@ pub fn locate_runtime() -> Result<PathBuf> {
     const FIND: &str = "import importlib.util as u; s = u.find_spec('onnxruntime'); \
                         print(s.submodule_search_locations[0] if s else '')";
     for python in &pythons {
-        let Ok(out) = std::process::Command::new(python).args(["-c", FIND]).output() else {
+        let Ok(out) = std::process::Command::new(python)
+            .args(["-c", FIND])
+            .output()
+        else {
             continue;
         };
         let package = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -191,7 +205,9 @@ pub fn locate_runtime() -> Result<PathBuf> {
             continue;
         }
         let capi = Path::new(&package).join("capi");
-        let Ok(entries) = std::fs::read_dir(&capi) else { continue };
+        let Ok(entries) = std::fs::read_dir(&capi) else {
+            continue;
+        };
         let mut libraries: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
@@ -221,9 +237,8 @@ fn runtime() -> Result<&'static Environment> {
     RUNTIME
         .get_or_init(|| {
             let path = locate_runtime().map_err(|e| e.to_string())?;
-            let builder = ort::init_from(&path).map_err(|e| {
-                format!("cannot load ONNX Runtime from {}: {e}", path.display())
-            })?;
+            let builder = ort::init_from(&path)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
             builder
                 .with_name("modeaudit")
                 .build()
@@ -273,7 +288,11 @@ impl Model {
         let session = builder
             .commit_from_memory(&bytes)
             .map_err(|e| fail(format!("not a model ONNX Runtime can load: {e}")))?;
-        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        let inputs: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
         if session.inputs().len() != 1 {
             return Err(fail(format!(
                 "has inputs {inputs:?}; modeaudit feeds exactly one float32 tensor"
@@ -281,9 +300,16 @@ impl Model {
         }
         let input = &session.inputs()[0];
         let input_shape = float_shape(input.dtype()).ok_or_else(|| {
-            fail(format!("input {:?} is {:?}, not a float32 tensor", input.name(), input.dtype()))
+            fail(format!(
+                "input {:?} is {:?}, not a float32 tensor",
+                input.name(),
+                input.dtype()
+            ))
         })?;
-        let output = session.outputs().first().ok_or_else(|| fail("has no output".into()))?;
+        let output = session
+            .outputs()
+            .first()
+            .ok_or_else(|| fail("has no output".into()))?;
         if float_shape(output.dtype()).is_none() {
             return Err(fail(format!(
                 "output {:?} is {:?}, not a float32 tensor",
@@ -302,8 +328,12 @@ impl Model {
     }
 
     /// Runs the model on one batch and returns its first output.
-    fn run<D: ndarray::Dimension + 'static>(&self, input: ndarray::ArrayView<'_, f32, D>) -> Result<ArrayD<f32>> {
-        let fail = |reason: String| Error::OnnxRuntime(format!("{}: {reason}", self.path.display()));
+    fn run<D: ndarray::Dimension + 'static>(
+        &self,
+        input: ndarray::ArrayView<'_, f32, D>,
+    ) -> Result<ArrayD<f32>> {
+        let fail =
+            |reason: String| Error::OnnxRuntime(format!("{}: {reason}", self.path.display()));
         let input = input.as_standard_layout();
         let tensor = TensorRef::from_array_view(input.view())
             .map_err(|e| fail(format!("cannot pass the input: {e}")))?;
@@ -320,7 +350,11 @@ impl Model {
 
 fn float_shape(dtype: &ValueType) -> Option<Vec<i64>> {
     match dtype {
-        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Some(shape.to_vec()),
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } => Some(shape.to_vec()),
         _ => None,
     }
 }
@@ -345,7 +379,10 @@ impl OnnxBlackBox {
     pub fn open(spec_text: &str, options: &str, device: Device) -> Result<OnnxBlackBox> {
         let spec = OnnxSpec::parse(spec_text, options)?;
         let canonical = spec.canonical();
-        let fail = |reason: String| Error::Generator { spec: canonical.clone(), reason };
+        let fail = |reason: String| Error::Generator {
+            spec: canonical.clone(),
+            reason,
+        };
         let generator = Model::open(&spec.generator, device, &canonical)?;
         let latent_dim = match generator.input_shape.as_slice() {
             [_, k] if *k > 0 => *k as usize,
@@ -454,7 +491,9 @@ impl OnnxBlackBox {
         let out = self.generator.run(latents)?;
         let images = self.check_images(out, latents.nrows())?;
         let (lo, hi) = self.spec.preprocess.generator_range;
-        Ok(Some(images.mapv(|v| ((v - lo) / (hi - lo)).clamp(0.0, 1.0))))
+        Ok(Some(
+            images.mapv(|v| ((v - lo) / (hi - lo)).clamp(0.0, 1.0)),
+        ))
     }
 
     fn check_images(&self, out: ArrayD<f32>, n: usize) -> Result<Array4<f32>> {
@@ -477,7 +516,11 @@ impl OnnxBlackBox {
                 spec: self.spec.canonical(),
                 reason: format!(
                     "{} gave shape {:?} for {n} codes; expected [{n}, {}]",
-                    if self.descriptor.is_some() { "descriptor" } else { "generator" },
+                    if self.descriptor.is_some() {
+                        "descriptor"
+                    } else {
+                        "generator"
+                    },
                     out.shape(),
                     self.embed_dim
                 ),
@@ -491,7 +534,11 @@ impl OnnxBlackBox {
 /// refuses them with their row number).
 fn unit_rows(mut rows: Array2<f32>) -> Array2<f32> {
     for mut row in rows.axis_iter_mut(Axis(0)) {
-        let norm = row.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
         if norm > 0.0 && norm.is_finite() {
             row.mapv_inplace(|x| (f64::from(x) / norm) as f32);
         }
@@ -599,11 +646,20 @@ mod tests {
 
     #[test]
     fn test_spec_errors_name_the_option() {
-        let err = OnnxSpec::parse("s", "g.onnx,scale=weird").unwrap_err().to_string();
-        assert!(err.contains("scale=\"weird\" is not one of arcface, unit, imagenet, pixels"), "{err}");
-        let err = OnnxSpec::parse("s", "g.onnx,crop=2").unwrap_err().to_string();
+        let err = OnnxSpec::parse("s", "g.onnx,scale=weird")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scale=\"weird\" is not one of arcface, unit, imagenet, pixels"),
+            "{err}"
+        );
+        let err = OnnxSpec::parse("s", "g.onnx,crop=2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("crop"), "{err}");
-        let err = OnnxSpec::parse("s", "g.onnx,colour=1").unwrap_err().to_string();
+        let err = OnnxSpec::parse("s", "g.onnx,colour=1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown option \"colour\""), "{err}");
         assert!(OnnxSpec::parse("s", "").is_err());
     }

@@ -87,7 +87,9 @@ impl Preprocess {
     pub fn validate(&self) -> Result<(), String> {
         let (lo, hi) = self.generator_range;
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            return Err(format!("generator range {lo}..{hi} must be finite and increasing"));
+            return Err(format!(
+                "generator range {lo}..{hi} must be finite and increasing"
+            ));
         }
         if !(self.crop > 0.0 && self.crop <= 1.0) {
             return Err(format!("crop {} must be in (0, 1]", self.crop));
@@ -109,7 +111,10 @@ impl Preprocess {
         let n = images.len_of(Axis(0));
         let mut out = Array4::<f32>::zeros((n, channels, height, width));
         // Images are independent: one per task, over all cores.
-        let pairs = out.outer_iter_mut().into_par_iter().zip(images.outer_iter().into_par_iter());
+        let pairs = out
+            .outer_iter_mut()
+            .into_par_iter()
+            .zip(images.outer_iter().into_par_iter());
         pairs.for_each(|(mut target, image)| {
             let planes: Vec<ndarray::Array2<f32>> = image
                 .outer_iter()
@@ -137,21 +142,31 @@ impl Preprocess {
     }
 
     /// Range mapping, crop and resize of one channel; values in `[0, 1]`.
-    fn resize_plane(&self, plane: ArrayView2<'_, f32>, height: usize, width: usize) -> ndarray::Array2<f32> {
+    fn resize_plane(
+        &self,
+        plane: ArrayView2<'_, f32>,
+        height: usize,
+        width: usize,
+    ) -> ndarray::Array2<f32> {
         let (lo, hi) = self.generator_range;
         let (h, w) = plane.dim();
         let crop_h = ((h as f32 * self.crop).round() as usize).clamp(1, h);
         let crop_w = ((w as f32 * self.crop).round() as usize).clamp(1, w);
         let (top, left) = ((h - crop_h) / 2, (w - crop_w) / 2);
         let cropped = plane.slice(s![top..top + crop_h, left..left + crop_w]);
-        let unit: Vec<f32> = cropped.iter().map(|&v| ((v - lo) / (hi - lo)).clamp(0.0, 1.0)).collect();
+        let unit: Vec<f32> = cropped
+            .iter()
+            .map(|&v| ((v - lo) / (hi - lo)).clamp(0.0, 1.0))
+            .collect();
         if (crop_h, crop_w) == (height, width) {
             return ndarray::Array2::from_shape_vec((height, width), unit).expect("sizes match");
         }
-        let source = ImageBuffer::<Luma<f32>, Vec<f32>>::from_raw(crop_w as u32, crop_h as u32, unit)
-            .expect("buffer holds the image");
+        let source =
+            ImageBuffer::<Luma<f32>, Vec<f32>>::from_raw(crop_w as u32, crop_h as u32, unit)
+                .expect("buffer holds the image");
         let resized = resize(&source, width as u32, height as u32, FilterType::Triangle);
-        ndarray::Array2::from_shape_vec((height, width), resized.into_raw()).expect("resize gives the asked size")
+        ndarray::Array2::from_shape_vec((height, width), resized.into_raw())
+            .expect("resize gives the asked size")
     }
 
     /// Scales a value in `[0, 1]` to the descriptor's convention.
@@ -186,7 +201,11 @@ mod tests {
     /// 0, 0.25, 0.75, 1 along each axis.
     #[test]
     fn test_bilinear_enlargement_by_hand() {
-        let pre = Preprocess { generator_range: (0.0, 1.0), input_scale: InputScale::Unit, ..Default::default() };
+        let pre = Preprocess {
+            generator_range: (0.0, 1.0),
+            input_scale: InputScale::Unit,
+            ..Default::default()
+        };
         let image = Array4::from_shape_vec((1, 1, 2, 2), vec![0.0, 1.0, 0.0, 1.0]).unwrap();
         let out = pre.apply(image.view(), 1, 4, 4, false);
         let row = [0.0, 0.25, 0.75, 1.0];
@@ -213,40 +232,77 @@ mod tests {
         let pre = Preprocess::default();
         let image = Array4::from_shape_vec((1, 3, 1, 1), vec![-1.0, 0.5, 2.0]).unwrap();
         let rgb = pre.apply(image.view(), 3, 1, 1, false);
-        assert_eq!(rgb.iter().copied().collect::<Vec<_>>(), vec![-1.0, 0.5, 1.0]);
-        let bgr = Preprocess { channel_order: ChannelOrder::Bgr, ..pre }.apply(image.view(), 3, 1, 1, false);
-        assert_eq!(bgr.iter().copied().collect::<Vec<_>>(), vec![1.0, 0.5, -1.0]);
+        assert_eq!(
+            rgb.iter().copied().collect::<Vec<_>>(),
+            vec![-1.0, 0.5, 1.0]
+        );
+        let bgr = Preprocess {
+            channel_order: ChannelOrder::Bgr,
+            ..pre
+        }
+        .apply(image.view(), 3, 1, 1, false);
+        assert_eq!(
+            bgr.iter().copied().collect::<Vec<_>>(),
+            vec![1.0, 0.5, -1.0]
+        );
         // RGB to grey: luma of units (0, 0.75, 1) = 0.587 * 0.75 + 0.114.
-        let unit = Preprocess { input_scale: InputScale::Unit, ..pre };
+        let unit = Preprocess {
+            input_scale: InputScale::Unit,
+            ..pre
+        };
         let grey = unit.apply(image.view(), 1, 1, 1, false);
         assert!((grey[[0, 0, 0, 0]] - (0.587 * 0.75 + 0.114)).abs() < 1e-6);
         // Grey to RGB copies; pixel scale gives 0..255.
         let one = Array4::from_shape_vec((1, 1, 1, 1), vec![0.0]).unwrap();
-        let pixels = Preprocess { input_scale: InputScale::Pixels, ..pre }.apply(one.view(), 3, 1, 1, false);
+        let pixels = Preprocess {
+            input_scale: InputScale::Pixels,
+            ..pre
+        }
+        .apply(one.view(), 3, 1, 1, false);
         assert_eq!(pixels.iter().copied().collect::<Vec<_>>(), vec![127.5; 3]);
         // ImageNet: (0.5 - mean) / std per channel.
-        let imagenet = Preprocess { input_scale: InputScale::Imagenet, ..pre }.apply(one.view(), 3, 1, 1, false);
+        let imagenet = Preprocess {
+            input_scale: InputScale::Imagenet,
+            ..pre
+        }
+        .apply(one.view(), 3, 1, 1, false);
         for c in 0..3 {
-            assert!((imagenet[[0, c, 0, 0]] - (0.5 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]).abs() < 1e-6);
+            assert!(
+                (imagenet[[0, c, 0, 0]] - (0.5 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]).abs() < 1e-6
+            );
         }
     }
 
     #[test]
     fn test_centre_crop_keeps_the_middle() {
-        let pre = Preprocess { generator_range: (0.0, 1.0), input_scale: InputScale::Unit, crop: 0.5, ..Default::default() };
+        let pre = Preprocess {
+            generator_range: (0.0, 1.0),
+            input_scale: InputScale::Unit,
+            crop: 0.5,
+            ..Default::default()
+        };
         let values: Vec<f32> = (0..16).map(|i| i as f32 / 15.0).collect();
         let image = Array4::from_shape_vec((1, 1, 4, 4), values.clone()).unwrap();
         let out = pre.apply(image.view(), 1, 2, 2, false);
         let want = array![[values[5], values[6]], [values[9], values[10]]];
         let got = out.index_axis(Axis(0), 0).index_axis(Axis(0), 0).to_owned();
-        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-7), "{got:?}");
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-7),
+            "{got:?}"
+        );
     }
 
     #[test]
     fn test_validate_names_the_bad_setting() {
-        let bad = Preprocess { crop: 0.0, ..Default::default() };
+        let bad = Preprocess {
+            crop: 0.0,
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("crop"));
-        let bad = Preprocess { generator_range: (1.0, 1.0), ..Default::default() };
+        let bad = Preprocess {
+            generator_range: (1.0, 1.0),
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("range"));
     }
 }

@@ -111,8 +111,16 @@ pub struct Simulator {
 impl Simulator {
     /// Parses `key=value,...` options (the part after `synthetic:`).
     pub fn from_options(spec: &str, text: &str) -> Result<Simulator> {
-        let known =
-            ["latent", "dim", "modes", "mass", "tightness", "world", "families", "intrinsic"];
+        let known = [
+            "latent",
+            "dim",
+            "modes",
+            "mass",
+            "tightness",
+            "world",
+            "families",
+            "intrinsic",
+        ];
         let mut o = SimulatorOptions::default();
         for (key, value) in parse_options(spec, text, &known)? {
             match key {
@@ -127,7 +135,10 @@ impl Simulator {
                 _ => unreachable!("parse_options checks the keys"),
             }
         }
-        Simulator::new(o).map_err(|reason| Error::Generator { spec: spec.to_string(), reason })
+        Simulator::new(o).map_err(|reason| Error::Generator {
+            spec: spec.to_string(),
+            reason,
+        })
     }
 
     /// Draws the world for a set of options.
@@ -143,13 +154,19 @@ impl Simulator {
             ));
         }
         if o.dim < o.intrinsic {
-            return Err(format!("dim={} is smaller than intrinsic={}", o.dim, o.intrinsic));
+            return Err(format!(
+                "dim={} is smaller than intrinsic={}",
+                o.dim, o.intrinsic
+            ));
         }
         if o.modes > 0 && !(o.mass > 0.0 && o.mass < 0.5) {
             return Err(format!("mass={} must be in (0, 0.5)", o.mass));
         }
         if !(o.tightness >= 0.0 && o.tightness.is_finite()) {
-            return Err(format!("tightness={} must be a non-negative number", o.tightness));
+            return Err(format!(
+                "tightness={} must be a non-negative number",
+                o.tightness
+            ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(o.world ^ 0x6d6f_6465_6175_6469);
         let latent_basis = orthonormal_columns(o.latent, columns, &mut rng);
@@ -232,8 +249,11 @@ impl Simulator {
                     continue;
                 }
                 let identity = self.identities.row(i);
-                let mut mode: Vec<f32> =
-                    identity.iter().zip(&healthy).map(|(m, h)| m + deviation * h).collect();
+                let mut mode: Vec<f32> = identity
+                    .iter()
+                    .zip(&healthy)
+                    .map(|(m, h)| m + deviation * h)
+                    .collect();
                 let norm = mode.iter().map(|x| x * x).sum::<f32>().sqrt();
                 mode.iter_mut().for_each(|x| *x /= norm);
                 for (slot, m) in out.iter_mut().zip(&mode) {
@@ -330,8 +350,9 @@ mod tests {
     fn test_planted_region_has_the_stated_mass_and_collapses() {
         let sim = Simulator::from_options("t", "latent=64,dim=32,modes=1,mass=0.05").unwrap();
         let z = draw_latents(20_000, 64, 5);
-        let inside: Vec<usize> =
-            (0..z.nrows()).filter(|&i| sim.planted_mode(z.row(i)).is_some()).collect();
+        let inside: Vec<usize> = (0..z.nrows())
+            .filter(|&i| sim.planted_mode(z.row(i)).is_some())
+            .collect();
         let share = inside.len() as f64 / z.nrows() as f64;
         // Binomial standard error at n = 20000, p = 0.05 is 0.0015.
         assert!((share - 0.05).abs() < 0.006, "share {share}");
@@ -347,7 +368,10 @@ mod tests {
         assert!(deep.len() > 10);
         for pair in deep.windows(2) {
             let dot = e.row(pair[0]).dot(&e.row(pair[1]));
-            assert!(dot > 0.8, "planted samples should be near-duplicates, dot {dot}");
+            assert!(
+                dot > 0.8,
+                "planted samples should be near-duplicates, dot {dot}"
+            );
         }
     }
 

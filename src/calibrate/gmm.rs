@@ -114,7 +114,13 @@ pub fn fit(
     assert_eq!(in_mode.len(), latents.nrows());
     let n = latents.nrows();
     let dim = latents.ncols();
-    let KMeans { labels, iterations, converged, inertia, .. } = kmeans::kmeans(latents, k, seed, 100);
+    let KMeans {
+        labels,
+        iterations,
+        converged,
+        inertia,
+        ..
+    } = kmeans::kmeans(latents, k, seed, 100);
     let members = kmeans::members(&labels, k);
     let pooled = pooled_std(latents, &members);
     let mut components: Vec<Component> = members
@@ -133,7 +139,9 @@ pub fn fit(
             } else if rows.len() >= MIN_OWN_VARIANCE {
                 diagonal(&centred)
             } else {
-                Covariance::Shared { std: pooled.clone() }
+                Covariance::Shared {
+                    std: pooled.clone(),
+                }
             };
             let in_ball = rows.iter().filter(|&&r| in_mode[r]).count();
             Component {
@@ -149,14 +157,23 @@ pub fn fit(
         .collect();
     let scaled: Vec<f64> = components
         .iter()
-        .map(|c| if c.rate > target_rate { c.weight * target_rate / c.rate } else { c.weight })
+        .map(|c| {
+            if c.rate > target_rate {
+                c.weight * target_rate / c.rate
+            } else {
+                c.weight
+            }
+        })
         .collect();
     let total: f64 = scaled.iter().sum();
     for (c, s) in components.iter_mut().zip(&scaled) {
         c.calibrated_weight = s / total;
     }
     let mode_rate_before = components.iter().map(|c| c.weight * c.rate).sum();
-    let mode_rate_after = components.iter().map(|c| c.calibrated_weight * c.rate).sum();
+    let mode_rate_after = components
+        .iter()
+        .map(|c| c.calibrated_weight * c.rate)
+        .sum();
     Mixture {
         latent_dim: dim,
         target_rate,
@@ -187,7 +204,11 @@ fn centre(x: &Array2<f32>) -> (Vec<f64>, DMatrix<f64>) {
 fn diagonal(centred: &DMatrix<f64>) -> Covariance {
     let n = centred.nrows().max(2) as f64;
     let std = (0..centred.ncols())
-        .map(|j| (centred.column(j).norm_squared() / (n - 1.0)).sqrt().max(1e-6))
+        .map(|j| {
+            (centred.column(j).norm_squared() / (n - 1.0))
+                .sqrt()
+                .max(1e-6)
+        })
         .collect();
     Covariance::Diagonal { std }
 }
@@ -201,7 +222,9 @@ fn full_covariance(centred: &DMatrix<f64>) -> Option<Covariance> {
     }
     let l = sigma.cholesky()?.l();
     let d = l.nrows();
-    Some(Covariance::Full { cholesky: (0..d * d).map(|i| l[(i / d, i % d)]).collect() })
+    Some(Covariance::Full {
+        cholesky: (0..d * d).map(|i| l[(i / d, i % d)]).collect(),
+    })
 }
 
 /// Per-coordinate standard deviation of the rows around their own
@@ -217,7 +240,15 @@ fn pooled_std(latents: ArrayView2<'_, f32>, members: &[Vec<usize>]) -> Vec<f64> 
         }
         dof += rows.len() - 1;
     }
-    sum.iter().map(|s| if dof > 0 { (s / dof as f64).sqrt().max(1e-6) } else { 1.0 }).collect()
+    sum.iter()
+        .map(|s| {
+            if dof > 0 {
+                (s / dof as f64).sqrt().max(1e-6)
+            } else {
+                1.0
+            }
+        })
+        .collect()
 }
 
 impl Mixture {
@@ -238,7 +269,13 @@ impl Mixture {
         let weights: Vec<f64> = self
             .components
             .iter()
-            .map(|c| if calibrated { c.calibrated_weight } else { c.weight })
+            .map(|c| {
+                if calibrated {
+                    c.calibrated_weight
+                } else {
+                    c.weight
+                }
+            })
             .collect();
         let total: f64 = weights.iter().sum();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -284,12 +321,21 @@ impl Mixture {
         rates.sort_by(f64::total_cmp);
         let max = rates.last().copied().unwrap_or(0.0);
         let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
-        if median > 0.0 { max / median } else if max > 0.0 { f64::INFINITY } else { 1.0 }
+        if median > 0.0 {
+            max / median
+        } else if max > 0.0 {
+            f64::INFINITY
+        } else {
+            1.0
+        }
     }
 
     /// Components whose weight calibration lowered.
     pub fn lowered(&self) -> usize {
-        self.components.iter().filter(|c| c.rate > self.target_rate).count()
+        self.components
+            .iter()
+            .filter(|c| c.rate > self.target_rate)
+            .count()
     }
 }
 
@@ -301,7 +347,9 @@ mod tests {
     fn test_weights_sum_to_one_and_dense_clusters_are_lowered() {
         // Two blobs in 3-D; the second holds the mode.
         let z = crate::blackbox::draw_latents(2000, 3, 4);
-        let x = Array2::from_shape_fn((2000, 3), |(i, j)| z[[i, j]] * 0.2 + if i % 2 == 1 && j == 0 { 5.0 } else { 0.0 });
+        let x = Array2::from_shape_fn((2000, 3), |(i, j)| {
+            z[[i, j]] * 0.2 + if i % 2 == 1 && j == 0 { 5.0 } else { 0.0 }
+        });
         let in_mode: Vec<bool> = (0..2000).map(|i| i % 2 == 1).collect();
         let m = fit(x.view(), &in_mode, 2, 0.01, CovariancePolicy::Auto, 3);
         let total: f64 = m.components.iter().map(|c| c.weight).sum();
@@ -309,15 +357,26 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-12 && (calibrated - 1.0).abs() < 1e-12);
         assert!((m.mode_rate_before - 0.5).abs() < 1e-12);
         // pi' = (0.5 * 0.01 / 1, 0.5) / (0.505): the mode's rate falls to 0.0099.
-        assert!((m.mode_rate_after - 0.005 / 0.505).abs() < 1e-9, "{}", m.mode_rate_after);
-        assert!(m.components.iter().all(|c| matches!(c.covariance, Covariance::Full { .. })));
+        assert!(
+            (m.mode_rate_after - 0.005 / 0.505).abs() < 1e-9,
+            "{}",
+            m.mode_rate_after
+        );
+        assert!(
+            m.components
+                .iter()
+                .all(|c| matches!(c.covariance, Covariance::Full { .. }))
+        );
         // Draws follow the calibrated weights: about 1% come from the blob at 5.
         let draws = m.sample(20_000, 9);
         let share = draws.column(0).iter().filter(|&&v| v > 2.5).count() as f64 / 20_000.0;
         assert!((share - 0.0099).abs() < 0.003, "share {share}");
         let raw = m.sample_uncalibrated(20_000, 9);
         let raw_share = raw.column(0).iter().filter(|&&v| v > 2.5).count() as f64 / 20_000.0;
-        assert!((raw_share - 0.5).abs() < 0.02, "uncalibrated share {raw_share}");
+        assert!(
+            (raw_share - 0.5).abs() < 0.02,
+            "uncalibrated share {raw_share}"
+        );
     }
 
     #[test]
@@ -330,16 +389,44 @@ mod tests {
         assert_eq!(a.sample(100, 2), b.sample(100, 2));
         assert_ne!(a.sample(100, 2), a.sample(100, 3));
         let d = fit(x.view(), &in_mode, 10, 0.01, CovariancePolicy::Diagonal, 5);
-        assert!(d.components.iter().all(|c| matches!(c.covariance, Covariance::Diagonal { .. })));
+        assert!(
+            d.components
+                .iter()
+                .all(|c| matches!(c.covariance, Covariance::Diagonal { .. }))
+        );
         // Clusters of fewer than MIN_OWN_VARIANCE members share the pooled variance.
-        let small = fit(x.slice(ndarray::s![..60, ..]), &in_mode[..60], 12, 0.01, CovariancePolicy::Auto, 5);
-        assert!(small.components.iter().any(|c| matches!(c.covariance, Covariance::Shared { .. })));
+        let small = fit(
+            x.slice(ndarray::s![..60, ..]),
+            &in_mode[..60],
+            12,
+            0.01,
+            CovariancePolicy::Auto,
+            5,
+        );
+        assert!(
+            small
+                .components
+                .iter()
+                .any(|c| matches!(c.covariance, Covariance::Shared { .. }))
+        );
         // The rates are uneven: the mode's codes sit on one side of axis 0.
         assert!(a.rate_spread() > 3.0, "spread {}", a.rate_spread());
         // A full covariance reproduces the cluster's spread.
-        let one = fit(x.view(), &vec![false; 3000], 1, 0.01, CovariancePolicy::Full, 5);
+        let one = fit(
+            x.view(),
+            &vec![false; 3000],
+            1,
+            0.01,
+            CovariancePolicy::Full,
+            5,
+        );
         let draws = one.sample(20_000, 1);
-        let var = draws.column(3).iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 20_000.0;
+        let var = draws
+            .column(3)
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            / 20_000.0;
         assert!((var - 1.0).abs() < 0.08, "variance {var}");
     }
 }

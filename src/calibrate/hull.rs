@@ -87,11 +87,18 @@ impl std::fmt::Display for HullProblem {
 impl Hull {
     /// Builds the hull of `codes` (rows are latent codes) projected onto
     /// `dims` directions. `tolerance` is relative to the points' spread.
-    pub fn build(codes: ArrayView2<'_, f32>, dims: usize, tolerance: f64) -> Result<Hull, HullProblem> {
+    pub fn build(
+        codes: ArrayView2<'_, f32>,
+        dims: usize,
+        tolerance: f64,
+    ) -> Result<Hull, HullProblem> {
         let (n, k) = codes.dim();
         let dims = dims.min(k);
         if n < dims + 1 || dims == 0 {
-            return Err(HullProblem::TooFewPoints { points: n, needed: dims.max(1) + 1 });
+            return Err(HullProblem::TooFewPoints {
+                points: n,
+                needed: dims.max(1) + 1,
+            });
         }
         let x = DMatrix::from_fn(n, k, |i, j| f64::from(codes[[i, j]]));
         let centre: Vec<f64> = (0..k).map(|j| x.column(j).mean()).collect();
@@ -119,7 +126,10 @@ impl Hull {
     ) -> Result<Hull, HullProblem> {
         let dims = points.first().map_or(0, Vec::len);
         if points.len() < dims + 1 || dims == 0 {
-            return Err(HullProblem::TooFewPoints { points: points.len(), needed: dims.max(1) + 1 });
+            return Err(HullProblem::TooFewPoints {
+                points: points.len(),
+                needed: dims.max(1) + 1,
+            });
         }
         let qh = qhull::Qh::builder()
             .compute(true)
@@ -127,16 +137,33 @@ impl Hull {
             .map_err(|e| HullProblem::Qhull(e.to_string()))?;
         let mut facets = Vec::new();
         for facet in qh.facets() {
-            let Some(normal) = facet.normal() else { continue };
-            facets.push(Facet { normal: normal.to_vec(), offset: facet.offset() });
+            let Some(normal) = facet.normal() else {
+                continue;
+            };
+            facets.push(Facet {
+                normal: normal.to_vec(),
+                offset: facet.offset(),
+            });
         }
         let mut vertices: Vec<usize> = qh.vertices().filter_map(|v| v.index(&qh)).collect();
         vertices.sort_unstable();
         if facets.is_empty() {
             return Err(HullProblem::Qhull("no facets".into()));
         }
-        let scale = points.iter().flatten().fold(0f64, |m, v| m.max(v.abs())).max(1e-300);
-        Ok(Hull { latent_dim, centre, basis, points, vertices, facets, tolerance: tolerance * scale })
+        let scale = points
+            .iter()
+            .flatten()
+            .fold(0f64, |m, v| m.max(v.abs()))
+            .max(1e-300);
+        Ok(Hull {
+            latent_dim,
+            centre,
+            basis,
+            points,
+            vertices,
+            facets,
+            tolerance: tolerance * scale,
+        })
     }
 
     /// Number of projected dimensions.
@@ -169,7 +196,8 @@ impl Hull {
         let mut z = ndarray::Array1::<f32>::zeros(self.latent_dim);
         let mut inside = 0usize;
         for _ in 0..n {
-            z.iter_mut().for_each(|v| *v = StandardNormal.sample(&mut rng));
+            z.iter_mut()
+                .for_each(|v| *v = StandardNormal.sample(&mut rng));
             inside += usize::from(self.contains(z.view()));
         }
         inside as f64 / n.max(1) as f64
@@ -180,7 +208,12 @@ impl Hull {
     /// how many were drawn to get them.
     ///
     /// Precondition: `0 < accept <= 1`.
-    pub fn rejection_sample(&self, n: usize, accept: f64, seed: u64) -> (Array2<f32>, RejectionStats) {
+    pub fn rejection_sample(
+        &self,
+        n: usize,
+        accept: f64,
+        seed: u64,
+    ) -> (Array2<f32>, RejectionStats) {
         assert!(accept > 0.0 && accept <= 1.0, "acceptance in (0, 1]");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = Array2::<f32>::zeros((n, self.latent_dim));
@@ -188,7 +221,8 @@ impl Hull {
         let mut z = ndarray::Array1::<f32>::zeros(self.latent_dim);
         let mut kept = 0;
         while kept < n {
-            z.iter_mut().for_each(|v| *v = StandardNormal.sample(&mut rng));
+            z.iter_mut()
+                .for_each(|v| *v = StandardNormal.sample(&mut rng));
             stats.drawn += 1;
             let inside = self.contains(z.view());
             let u: f64 = rng.random();
@@ -227,7 +261,13 @@ impl RejectionStats {
 fn project(basis: &[Vec<f64>], centre: &[f64], z: impl Iterator<Item = f64> + Clone) -> Vec<f64> {
     basis
         .iter()
-        .map(|b| b.iter().zip(centre).zip(z.clone()).map(|((b, c), v)| b * (v - c)).sum())
+        .map(|b| {
+            b.iter()
+                .zip(centre)
+                .zip(z.clone())
+                .map(|((b, c), v)| b * (v - c))
+                .sum()
+        })
         .collect()
 }
 
@@ -240,7 +280,14 @@ fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
     let mut directions: Vec<(f64, Vec<f64>)> = if n >= k {
         let m = x.transpose() * x / n as f64;
         let eigen = SymmetricEigen::new(m);
-        (0..k).map(|i| (eigen.eigenvalues[i], eigen.eigenvectors.column(i).iter().copied().collect())).collect()
+        (0..k)
+            .map(|i| {
+                (
+                    eigen.eigenvalues[i],
+                    eigen.eigenvectors.column(i).iter().copied().collect(),
+                )
+            })
+            .collect()
     } else {
         // X^T X = V S^2 V^T with X X^T = U S^2 U^T and V = X^T U S^-1.
         let gram = x * x.transpose() / n as f64;
@@ -250,7 +297,11 @@ fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
                 let u = eigen.eigenvectors.column(i);
                 let v = x.transpose() * u;
                 let norm = v.norm();
-                let v: Vec<f64> = if norm > 0.0 { v.iter().map(|a| a / norm).collect() } else { vec![0.0; k] };
+                let v: Vec<f64> = if norm > 0.0 {
+                    v.iter().map(|a| a / norm).collect()
+                } else {
+                    vec![0.0; k]
+                };
                 (eigen.eigenvalues[i], v)
             })
             .collect()
@@ -260,7 +311,10 @@ fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
         .into_iter()
         .take(dims)
         .map(|(_, mut v)| {
-            let largest = v.iter().copied().fold(0f64, |m, a| if a.abs() > m.abs() { a } else { m });
+            let largest = v
+                .iter()
+                .copied()
+                .fold(0f64, |m, a| if a.abs() > m.abs() { a } else { m });
             if largest < 0.0 {
                 v.iter_mut().for_each(|a| *a = -*a);
             }
@@ -273,11 +327,17 @@ fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
 fn rank_of(points: &DMatrix<f64>) -> usize {
     let n = points.nrows() as f64;
     let mean = points.row_mean();
-    let centred = DMatrix::from_fn(points.nrows(), points.ncols(), |i, j| points[(i, j)] - mean[j]);
+    let centred = DMatrix::from_fn(points.nrows(), points.ncols(), |i, j| {
+        points[(i, j)] - mean[j]
+    });
     let cov = centred.transpose() * &centred / n;
     let eigen = SymmetricEigen::new(cov);
     let largest = eigen.eigenvalues.iter().copied().fold(0f64, f64::max);
-    eigen.eigenvalues.iter().filter(|&&e| e > FLAT * largest.max(1e-300)).count()
+    eigen
+        .eigenvalues
+        .iter()
+        .filter(|&&e| e > FLAT * largest.max(1e-300))
+        .count()
 }
 
 #[cfg(test)]
@@ -285,17 +345,36 @@ mod tests {
     use super::*;
 
     fn in_2d(points: Vec<Vec<f64>>) -> Result<Hull, HullProblem> {
-        Hull::from_projected(2, vec![0.0; 2], vec![vec![1.0, 0.0], vec![0.0, 1.0]], points, 1e-9)
+        Hull::from_projected(
+            2,
+            vec![0.0; 2],
+            vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            points,
+            1e-9,
+        )
     }
 
     #[test]
     fn test_unit_square_membership_by_hand() {
-        let hull = in_2d(vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![1.0, 1.0], vec![0.0, 1.0], vec![0.5, 0.5]])
-            .unwrap();
+        let hull = in_2d(vec![
+            vec![0.0, 0.0],
+            vec![1.0, 0.0],
+            vec![1.0, 1.0],
+            vec![0.0, 1.0],
+            vec![0.5, 0.5],
+        ])
+        .unwrap();
         assert_eq!(hull.facets.len(), 4);
-        assert_eq!(hull.vertices, vec![0, 1, 2, 3], "the centre is not a vertex");
+        assert_eq!(
+            hull.vertices,
+            vec![0, 1, 2, 3],
+            "the centre is not a vertex"
+        );
         assert!(hull.contains_projected(&[0.5, 0.5]));
-        assert!(hull.contains_projected(&[0.0, 0.3]), "on a facet, within the tolerance");
+        assert!(
+            hull.contains_projected(&[0.0, 0.3]),
+            "on a facet, within the tolerance"
+        );
         assert!(hull.contains_projected(&[1.0, 1.0]), "a vertex");
         assert!(!hull.contains_projected(&[1.0 + 1e-6, 0.5]));
         assert!(!hull.contains_projected(&[-0.1, -0.1]));
@@ -304,11 +383,23 @@ mod tests {
     #[test]
     fn test_degenerate_inputs_are_refused_with_a_reason() {
         let err = in_2d(vec![vec![0.0, 0.0], vec![1.0, 0.0]]).unwrap_err();
-        assert!(matches!(err, HullProblem::TooFewPoints { points: 2, needed: 3 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                HullProblem::TooFewPoints {
+                    points: 2,
+                    needed: 3
+                }
+            ),
+            "{err}"
+        );
         // Points on a line in 3-D latent space, projected to 2-D.
         let line = Array2::from_shape_fn((20, 3), |(i, j)| i as f32 * [1.0, 2.0, 3.0][j]);
         let err = Hull::build(line.view(), 2, 1e-9).unwrap_err();
-        assert!(matches!(err, HullProblem::Flat { dims: 2, rank: 1 }), "{err}");
+        assert!(
+            matches!(err, HullProblem::Flat { dims: 2, rank: 1 }),
+            "{err}"
+        );
         assert!(err.to_string().contains("--dims 1"));
     }
 }

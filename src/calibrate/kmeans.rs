@@ -51,7 +51,11 @@ pub fn kmeans(x: ArrayView2<'_, f32>, k: usize, seed: u64, max_iter: usize) -> K
     while iterations < max_iter {
         iterations += 1;
         let (new_labels, distances) = assign(x.view(), &norms, centers.view());
-        let changed = new_labels.iter().zip(&labels).filter(|(a, b)| a != b).count();
+        let changed = new_labels
+            .iter()
+            .zip(&labels)
+            .filter(|(a, b)| a != b)
+            .count();
         labels = new_labels;
         inertia = distances.iter().map(|&d| f64::from(d)).sum();
         centers = update(x.view(), &labels, &distances, k, &centers);
@@ -66,8 +70,18 @@ pub fn kmeans(x: ArrayView2<'_, f32>, k: usize, seed: u64, max_iter: usize) -> K
         converged = false;
     }
     labels = final_labels;
-    inertia = if labels.is_empty() { inertia } else { distances.iter().map(|&d| f64::from(d)).sum() };
-    KMeans { centers, labels, inertia, iterations, converged }
+    inertia = if labels.is_empty() {
+        inertia
+    } else {
+        distances.iter().map(|&d| f64::from(d)).sum()
+    };
+    KMeans {
+        centers,
+        labels,
+        inertia,
+        iterations,
+        converged,
+    }
 }
 
 /// k-means++: the first centre uniformly at random, each next one with
@@ -98,15 +112,20 @@ fn plus_plus(x: ArrayView2<'_, f32>, norms: &[f32], k: usize, rng: &mut ChaCha8R
         };
         centers.row_mut(c).assign(&x.row(pick));
         let fresh = squared_distances(x, norms, x.row(pick).as_slice().expect("row"));
-        nearest.par_iter_mut().zip(fresh).for_each(|(a, b)| *a = a.min(b));
+        nearest
+            .par_iter_mut()
+            .zip(fresh)
+            .for_each(|(a, b)| *a = a.min(b));
     }
     centers
 }
 
 /// Sum in a fixed order (chunk sums added in chunk order).
 fn chunked_sum(values: &[f32]) -> f64 {
-    let partial: Vec<f64> =
-        values.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f64::from(v)).sum()).collect();
+    let partial: Vec<f64> = values
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|&v| f64::from(v)).sum())
+        .collect();
     partial.iter().sum()
 }
 
@@ -115,20 +134,26 @@ fn squared_distances(x: ArrayView2<'_, f32>, norms: &[f32], point: &[f32]) -> Ve
     let p = ndarray::ArrayView1::from(point);
     let pn = p.dot(&p);
     let mut out = vec![0f32; x.nrows()];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, out)| {
-        let start = chunk * CHUNK;
-        let rows = x.slice(s![start..start + out.len(), ..]);
-        let dots = rows.dot(&p);
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = (norms[start + i] - 2.0 * dots[i] + pn).max(0.0);
-        }
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let start = chunk * CHUNK;
+            let rows = x.slice(s![start..start + out.len(), ..]);
+            let dots = rows.dot(&p);
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = (norms[start + i] - 2.0 * dots[i] + pn).max(0.0);
+            }
+        });
     out
 }
 
 /// Nearest centre of every row (ties to the lowest centre) and the squared
 /// distance to it.
-fn assign(x: ArrayView2<'_, f32>, norms: &[f32], centers: ArrayView2<'_, f32>) -> (Vec<u32>, Vec<f32>) {
+fn assign(
+    x: ArrayView2<'_, f32>,
+    norms: &[f32],
+    centers: ArrayView2<'_, f32>,
+) -> (Vec<u32>, Vec<f32>) {
     let center_norms: Array1<f32> = centers.outer_iter().map(|c| c.dot(&c)).collect();
     let n = x.nrows();
     let mut labels = vec![0u32; n];
@@ -159,7 +184,13 @@ fn assign(x: ArrayView2<'_, f32>, norms: &[f32], centers: ArrayView2<'_, f32>) -
 /// New centres: the mean of each cluster's rows (in f64, chunk sums added
 /// in chunk order). An empty cluster takes the row farthest from its centre
 /// among rows not already used to re-seed.
-fn update(x: ArrayView2<'_, f32>, labels: &[u32], distances: &[f32], k: usize, old: &Array2<f32>) -> Array2<f32> {
+fn update(
+    x: ArrayView2<'_, f32>,
+    labels: &[u32],
+    distances: &[f32],
+    k: usize,
+    old: &Array2<f32>,
+) -> Array2<f32> {
     let dim = x.ncols();
     let partial: Vec<(Array2<f64>, Vec<usize>)> = (0..x.nrows().div_ceil(CHUNK))
         .into_par_iter()
@@ -226,7 +257,9 @@ mod tests {
         // Three well separated blobs in 5-D, 300 rows each: row i belongs to
         // blob i % 3, centred at 10 along axis i % 3.
         let z = crate::blackbox::draw_latents(900, 5, seed);
-        let x = Array2::from_shape_fn((900, 5), |(i, j)| z[[i, j]] * 0.3 + if j == i % 3 { 10.0 } else { 0.0 });
+        let x = Array2::from_shape_fn((900, 5), |(i, j)| {
+            z[[i, j]] * 0.3 + if j == i % 3 { 10.0 } else { 0.0 }
+        });
         (x, (0..900).map(|i| i % 3).collect())
     }
 
@@ -237,11 +270,20 @@ mod tests {
         assert!(km.converged);
         // Each cluster is exactly one blob.
         for c in 0..3 {
-            let blobs: std::collections::BTreeSet<usize> =
-                km.labels.iter().zip(&truth).filter(|(l, _)| **l == c).map(|(_, t)| *t).collect();
+            let blobs: std::collections::BTreeSet<usize> = km
+                .labels
+                .iter()
+                .zip(&truth)
+                .filter(|(l, _)| **l == c)
+                .map(|(_, t)| *t)
+                .collect();
             assert_eq!(blobs.len(), 1, "cluster {c} mixes blobs {blobs:?}");
         }
-        assert!(km.inertia < 900.0 * 5.0 * 0.09 * 1.5, "inertia {}", km.inertia);
+        assert!(
+            km.inertia < 900.0 * 5.0 * 0.09 * 1.5,
+            "inertia {}",
+            km.inertia
+        );
     }
 
     #[test]

@@ -84,7 +84,9 @@ pub struct CalibrateOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum Calibration {
-    Gmm { mixture: gmm::Mixture },
+    Gmm {
+        mixture: gmm::Mixture,
+    },
     Hull {
         hull: hull::Hull,
         /// Mean neighbour count of samples whose code is inside the hull.
@@ -120,7 +122,9 @@ impl Calibration {
     pub fn draw(&self, n: usize, seed: u64) -> (Array2<f32>, u64) {
         match self {
             Calibration::Gmm { mixture } => (mixture.sample(n, seed), n as u64),
-            Calibration::Hull { hull, acceptance, .. } => {
+            Calibration::Hull {
+                hull, acceptance, ..
+            } => {
                 let (codes, stats) = hull.rejection_sample(n, *acceptance, seed);
                 (codes, stats.drawn)
             }
@@ -131,7 +135,11 @@ impl Calibration {
     pub fn acceptance_rate(&self) -> f64 {
         match self {
             Calibration::Gmm { .. } => 1.0,
-            Calibration::Hull { acceptance, prior_share, .. } => 1.0 - prior_share * (1.0 - acceptance),
+            Calibration::Hull {
+                acceptance,
+                prior_share,
+                ..
+            } => 1.0 - prior_share * (1.0 - acceptance),
         }
     }
 }
@@ -212,11 +220,17 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
             )));
         }
     };
-    let mode_row = ids
-        .binary_search(&mode)
-        .map_err(|_| Error::UnknownSample { model: options.model.clone(), sample_id: mode })?;
-    let radius = options.radius.or(audit.as_ref().map(|a| a.radius)).unwrap_or(0.3);
-    let theta = audit.as_ref().map_or(radius.max(f64::MIN_POSITIVE), |a| a.theta);
+    let mode_row = ids.binary_search(&mode).map_err(|_| Error::UnknownSample {
+        model: options.model.clone(),
+        sample_id: mode,
+    })?;
+    let radius = options
+        .radius
+        .or(audit.as_ref().map(|a| a.radius))
+        .unwrap_or(0.3);
+    let theta = audit
+        .as_ref()
+        .map_or(radius.max(f64::MIN_POSITIVE), |a| a.theta);
     let kernel = Kernel::new(theta, radius)?;
 
     // Which samples lie within the radius of the mode (exact test).
@@ -241,10 +255,17 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
         let rows = crate::audit::draw_anchor_rows(n, n.min(500), options.seed ^ 0x5eed);
         let queries = embeddings.select(Axis(0), &rows);
         let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();
-        exact_sums(embeddings.view(), 0, queries.view(), &exclude, &kernel, &indicatif::ProgressBar::hidden())
-            .iter()
-            .map(|s| s.neighbors as f64)
-            .collect()
+        exact_sums(
+            embeddings.view(),
+            0,
+            queries.view(),
+            &exclude,
+            &kernel,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .iter()
+        .map(|s| s.neighbors as f64)
+        .collect()
     } else {
         anchor_rates
     };
@@ -259,11 +280,22 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
                     "--components must be between 1 and the number of samples ({n})"
                 )));
             }
-            let rho = options.target_rate.unwrap_or((median_count / (n - 1) as f64).max(1.0 / n as f64));
+            let rho = options
+                .target_rate
+                .unwrap_or((median_count / (n - 1) as f64).max(1.0 / n as f64));
             if !(rho > 0.0 && rho < 1.0) {
-                return Err(Error::InvalidArgument(format!("--target-rate must be in (0, 1), got {rho}")));
+                return Err(Error::InvalidArgument(format!(
+                    "--target-rate must be in (0, 1), got {rho}"
+                )));
             }
-            let mixture = gmm::fit(latents.view(), &in_mode, options.components, rho, options.covariance, options.seed);
+            let mixture = gmm::fit(
+                latents.view(),
+                &in_mode,
+                options.components,
+                rho,
+                options.covariance,
+                options.seed,
+            );
             let spread = mixture.rate_spread();
             if spread < 2.0 {
                 warnings.push(format!(
@@ -276,7 +308,11 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
                 "k-means: {} components ({} iterations{}), covariances: {}",
                 mixture.components.len(),
                 mixture.kmeans_iterations,
-                if mixture.kmeans_converged { ", converged" } else { ", not converged" },
+                if mixture.kmeans_converged {
+                    ", converged"
+                } else {
+                    ", not converged"
+                },
                 covariance_counts(&mixture)
             ));
             summary.push(format!(
@@ -296,8 +332,10 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
             let mut rows: Vec<usize> = order[..take].to_vec();
             rows.push(mode_row);
             let codes = latents.select(Axis(0), &rows);
-            let hull = hull::Hull::build(codes.view(), options.dims, options.tolerance)
-                .map_err(|p| Error::InvalidArgument(format!("hull calibration of sample {mode}: {p}")))?;
+            let hull =
+                hull::Hull::build(codes.view(), options.dims, options.tolerance).map_err(|p| {
+                    Error::InvalidArgument(format!("hull calibration of sample {mode}: {p}"))
+                })?;
             // rho_dense: mean count of samples whose code is inside the hull
             // (up to 1000 of them, seeded), counted exactly.
             let inside: Vec<usize> = (0..n).filter(|&i| hull.contains(latents.row(i))).collect();
@@ -319,7 +357,8 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
                 &kernel,
                 &indicatif::ProgressBar::hidden(),
             );
-            let rho_dense = sums.iter().map(|s| s.neighbors as f64).sum::<f64>() / sums.len().max(1) as f64;
+            let rho_dense =
+                sums.iter().map(|s| s.neighbors as f64).sum::<f64>() / sums.len().max(1) as f64;
             let rho_sparse = median_count;
             let acceptance = rho_sparse / rho_dense;
             if !(acceptance.is_finite() && acceptance < 1.0) {
@@ -332,7 +371,10 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
             }
             let acceptance = acceptance.max(1e-6);
             let prior_share = hull.prior_share(200_000, options.seed ^ 0x9e37);
-            let dense_share = inside.iter().filter(|&&i| in_mode[i] || i == mode_row).count() as f64
+            let dense_share = inside
+                .iter()
+                .filter(|&&i| in_mode[i] || i == mode_row)
+                .count() as f64
                 / inside.len().max(1) as f64;
             summary.push(format!(
                 "hull of {} codes in {} projected dimensions: {} vertices, {} facets",
@@ -354,8 +396,7 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
                  probability {acceptance:.4}"
             ));
             // Expected mode rate: the in-ball share inside the hull is thinned.
-            let inside_in_mode =
-                inside.iter().filter(|&&i| in_mode[i]).count() as f64 / n as f64;
+            let inside_in_mode = inside.iter().filter(|&&i| in_mode[i]).count() as f64 / n as f64;
             let outside_in_mode = mode_neighbors as f64 / n as f64 - inside_in_mode;
             let share_inside = inside.len() as f64 / n as f64;
             let before = mode_neighbors as f64 / (n - 1) as f64;
@@ -431,15 +472,25 @@ fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
 }
 
 /// Loads a stored calibration.
-pub fn load(catalog_path: &Path, calibration_id: i64) -> Result<(crate::catalog::CalibrationRecord, Calibration)> {
+pub fn load(
+    catalog_path: &Path,
+    calibration_id: i64,
+) -> Result<(crate::catalog::CalibrationRecord, Calibration)> {
     let catalog = Catalog::open_read_only(catalog_path)?;
     let record = catalog.calibration(calibration_id)?;
-    let calibration: Calibration = serde_json::from_value(record.calibration.params.clone()).map_err(|e| {
-        Error::InvalidArgument(format!("calibration {calibration_id} has unreadable parameters: {e}"))
-    })?;
+    let calibration: Calibration = serde_json::from_value(record.calibration.params.clone())
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "calibration {calibration_id} has unreadable parameters: {e}"
+            ))
+        })?;
     Ok((record, calibration))
 }

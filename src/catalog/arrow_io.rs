@@ -39,8 +39,9 @@ impl SampleRows<'_> {
             .map(|start| {
                 let end = (start + APPEND_ROWS).min(n);
                 let len = end - start;
-                let ids: Int64Array =
-                    (start..end).map(|i| self.first_sample_id + i as i64).collect();
+                let ids: Int64Array = (start..end)
+                    .map(|i| self.first_sample_id + i as i64)
+                    .collect();
                 let models = StringArray::from(vec![self.model; len]);
                 let batches = Int64Array::from(vec![self.batch_id; len]);
                 let latents = match self.latents {
@@ -93,7 +94,9 @@ pub(crate) fn read_vectors(
     id: i64,
     dim: usize,
 ) -> Result<(Vec<i64>, Array2<f32>)> {
-    let mut stmt = conn.prepare(sql).map_err(|e| Error::catalog("prepare vector read", e))?;
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(|e| Error::catalog("prepare vector read", e))?;
     let batches: Vec<RecordBatch> = stmt
         .query_arrow(params![model, id])
         .map_err(|e| Error::catalog("read vectors", e))?
@@ -136,14 +139,21 @@ pub fn query_to_json(
     conn: &Connection,
     sql: &str,
 ) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>)> {
-    let mut stmt = conn.prepare(sql).map_err(|e| Error::catalog("prepare query", e))?;
-    let arrow = stmt.query_arrow([]).map_err(|e| Error::catalog("run query", e))?;
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(|e| Error::catalog("prepare query", e))?;
+    let arrow = stmt
+        .query_arrow([])
+        .map_err(|e| Error::catalog("run query", e))?;
     let schema = arrow.get_schema();
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut rows = Vec::new();
     for batch in arrow {
-        let converted: Vec<Vec<serde_json::Value>> =
-            batch.columns().iter().map(|column| column_to_json(column.as_ref())).collect();
+        let converted: Vec<Vec<serde_json::Value>> = batch
+            .columns()
+            .iter()
+            .map(|column| column_to_json(column.as_ref()))
+            .collect();
         for row in 0..batch.num_rows() {
             rows.push(converted.iter().map(|column| column[row].clone()).collect());
         }
@@ -155,7 +165,9 @@ fn column_to_json(column: &dyn Array) -> Vec<serde_json::Value> {
     use duckdb::arrow::datatypes::*;
     use serde_json::Value;
     let n = column.len();
-    let number = |x: f64| serde_json::Number::from_f64(x).map_or_else(|| Value::String(x.to_string()), Value::Number);
+    let number = |x: f64| {
+        serde_json::Number::from_f64(x).map_or_else(|| Value::String(x.to_string()), Value::Number)
+    };
     let mut out: Vec<Value> = match column.data_type() {
         DataType::Boolean => {
             let a = column.as_boolean();
@@ -179,22 +191,28 @@ fn column_to_json(column: &dyn Array) -> Vec<serde_json::Value> {
         }
         DataType::Utf8 => {
             let a = column.as_string::<i32>();
-            (0..n).map(|i| Value::String(a.value(i).to_string())).collect()
+            (0..n)
+                .map(|i| Value::String(a.value(i).to_string()))
+                .collect()
         }
         DataType::LargeUtf8 => {
             let a = column.as_string::<i64>();
-            (0..n).map(|i| Value::String(a.value(i).to_string())).collect()
+            (0..n)
+                .map(|i| Value::String(a.value(i).to_string()))
+                .collect()
         }
         DataType::List(_) => {
             let a = column.as_list::<i32>();
-            (0..n).map(|i| Value::Array(column_to_json(a.value(i).as_ref()))).collect()
+            (0..n)
+                .map(|i| Value::Array(column_to_json(a.value(i).as_ref())))
+                .collect()
         }
         _ => {
             let options = duckdb::arrow::util::display::FormatOptions::default();
             match duckdb::arrow::util::display::ArrayFormatter::try_new(column, &options) {
-                Ok(formatter) => {
-                    (0..n).map(|i| Value::String(formatter.value(i).to_string())).collect()
-                }
+                Ok(formatter) => (0..n)
+                    .map(|i| Value::String(formatter.value(i).to_string()))
+                    .collect(),
                 Err(_) => vec![Value::String(format!("<{}>", column.data_type())); n],
             }
         }
@@ -212,5 +230,7 @@ where
     T: duckdb::arrow::datatypes::ArrowPrimitiveType,
     T::Native: Into<serde_json::Number>,
 {
-    (0..a.len()).map(|i| serde_json::Value::Number(a.value(i).into())).collect()
+    (0..a.len())
+        .map(|i| serde_json::Value::Number(a.value(i).into()))
+        .collect()
 }

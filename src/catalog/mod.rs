@@ -33,8 +33,10 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations by target version: applying entry `i` takes a catalog from
 /// version `i` to `i + 1`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../sql/schema_v1.sql"), include_str!("../../sql/schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../sql/schema_v1.sql"),
+    include_str!("../../sql/schema_v2.sql"),
+];
 
 const VIEWS: &str = include_str!("../../sql/views.sql");
 
@@ -169,7 +171,9 @@ impl NewCalibration {
             }
             v.as_u64()
         };
-        get(&["mixture", "latent_dim"]).or_else(|| get(&["hull", "latent_dim"])).unwrap_or(0) as usize
+        get(&["mixture", "latent_dim"])
+            .or_else(|| get(&["hull", "latent_dim"]))
+            .unwrap_or(0) as usize
     }
 }
 
@@ -186,7 +190,10 @@ impl Catalog {
     /// schema to the current version.
     pub fn open(path: &Path) -> Result<Catalog> {
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
-        let catalog = Catalog { conn, path: path.to_path_buf() };
+        let catalog = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -203,10 +210,17 @@ impl Catalog {
             .access_mode(duckdb::AccessMode::ReadOnly)
             .map_err(|e| Error::catalog("configure read-only access", e))?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))?;
-        let catalog = Catalog { conn, path: path.to_path_buf() };
+        let catalog = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
         let version = catalog.schema_version()?;
         if version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew { path: path.into(), found: version, known: SCHEMA_VERSION });
+            return Err(Error::SchemaTooNew {
+                path: path.into(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
         }
         Ok(catalog)
     }
@@ -235,7 +249,11 @@ impl Catalog {
             return Ok(0);
         }
         self.conn
-            .query_row("SELECT coalesce(max(version), 0) FROM schema_info", [], |row| row.get(0))
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_info",
+                [],
+                |row| row.get(0),
+            )
             .map_err(|e| Error::catalog("read schema version", e))
     }
 
@@ -258,11 +276,16 @@ impl Catalog {
             );
             if let Err(e) = self.conn.execute_batch(&sql) {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(Error::catalog(format!("migrate schema to version {target}"), e));
+                return Err(Error::catalog(
+                    format!("migrate schema to version {target}"),
+                    e,
+                ));
             }
             tracing::info!(version = target, "catalog schema migrated");
         }
-        self.conn.execute_batch(VIEWS).map_err(|e| Error::catalog("create views", e))?;
+        self.conn
+            .execute_batch(VIEWS)
+            .map_err(|e| Error::catalog("create views", e))?;
         Ok(())
     }
 
@@ -292,13 +315,16 @@ impl Catalog {
 
     /// The model's record, or [`Error::UnknownModel`].
     pub fn require_model(&self, name: &str) -> Result<ModelRecord> {
-        self.model(name)?.ok_or_else(|| Error::UnknownModel(name.to_string()))
+        self.model(name)?
+            .ok_or_else(|| Error::UnknownModel(name.to_string()))
     }
 
     /// Checks that a model, if it exists, has the same generator and sizes
     /// as `record`; returns whether it exists.
     pub fn check_model(&self, record: &ModelRecord) -> Result<bool> {
-        let Some(existing) = self.model(&record.model)? else { return Ok(false) };
+        let Some(existing) = self.model(&record.model)? else {
+            return Ok(false);
+        };
         // Model files behind the same specification may have been replaced
         // (a retrained generator saved under the old name).
         let fingerprint = |r: &ModelRecord| r.params.get("fingerprint").cloned();
@@ -349,9 +375,11 @@ impl Catalog {
     /// Number of batches the model has.
     pub fn batch_count(&self, model: &str) -> Result<i64> {
         self.conn
-            .query_row("SELECT count(*) FROM batches WHERE model = ?", params![model], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM batches WHERE model = ?",
+                params![model],
+                |row| row.get(0),
+            )
             .map_err(|e| Error::catalog("count batches", e))
     }
 
@@ -378,7 +406,10 @@ impl Catalog {
             }
             assert_eq!(latents.nrows(), n, "one latent code per embedding");
         }
-        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin batch", e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| Error::catalog("begin batch", e))?;
         if !exists {
             tx.execute(
                 "INSERT INTO models (model, generator, latent_dim, embed_dim, params) \
@@ -404,7 +435,14 @@ impl Catalog {
         tx.execute(
             "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id) \
              VALUES (?, ?, ?, ?, ?, ?)",
-            params![batch_id, model.model, batch.source, batch.seed, n as i64, batch.calibration_id],
+            params![
+                batch_id,
+                model.model,
+                batch.source,
+                batch.seed,
+                n as i64,
+                batch.calibration_id
+            ],
         )
         .map_err(|e| Error::catalog("insert batch", e))?;
         let rows = SampleRows {
@@ -423,10 +461,18 @@ impl Catalog {
                     .append_record_batch(record_batch)
                     .map_err(|e| Error::catalog("append samples", e))?;
             }
-            appender.flush().map_err(|e| Error::catalog("flush samples", e))?;
+            appender
+                .flush()
+                .map_err(|e| Error::catalog("flush samples", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit batch", e))?;
-        Ok(BatchRecord { batch_id, model: model.model.clone(), first_sample_id, n, seed: batch.seed })
+        Ok(BatchRecord {
+            batch_id,
+            model: model.model.clone(),
+            first_sample_id,
+            n,
+            seed: batch.seed,
+        })
     }
 
     /// The batch of `model` whose source records `digest`, if any.
@@ -443,9 +489,11 @@ impl Catalog {
     /// Number of samples a model holds.
     pub fn sample_count(&self, model: &str) -> Result<usize> {
         self.conn
-            .query_row("SELECT count(*) FROM samples WHERE model = ?", params![model], |row| {
-                row.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM samples WHERE model = ?",
+                params![model],
+                |row| row.get::<_, i64>(0),
+            )
             .map(|n| n as usize)
             .map_err(|e| Error::catalog("count samples", e))
     }
@@ -464,9 +512,11 @@ impl Catalog {
     /// The latest audit of a model, if any.
     pub fn latest_audit_id(&self, model: &str) -> Result<Option<i64>> {
         self.conn
-            .query_row("SELECT max(audit_id) FROM audits WHERE model = ?", params![model], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT max(audit_id) FROM audits WHERE model = ?",
+                params![model],
+                |row| row.get(0),
+            )
             .map_err(|e| Error::catalog("find the latest audit", e))
     }
 
@@ -509,18 +559,28 @@ impl Catalog {
     /// refuses samples that do not exist or have no code.
     pub fn latents_of(&self, model: &str, ids: &[i64]) -> Result<Array2<f32>> {
         let record = self.require_model(model)?;
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT sample_id, latent FROM samples WHERE model = ? AND sample_id > ? \
              AND sample_id IN ({}) ORDER BY sample_id",
-            if list.is_empty() { "NULL".to_string() } else { list }
+            if list.is_empty() {
+                "NULL".to_string()
+            } else {
+                list
+            }
         );
-        let (found, rows) = arrow_io::read_vectors(&self.conn, &sql, model, i64::MIN, record.latent_dim)?;
+        let (found, rows) =
+            arrow_io::read_vectors(&self.conn, &sql, model, i64::MIN, record.latent_dim)?;
         let mut out = Array2::<f32>::zeros((ids.len(), record.latent_dim));
         for (i, id) in ids.iter().enumerate() {
-            let row = found
-                .binary_search(id)
-                .map_err(|_| Error::UnknownSample { model: model.to_string(), sample_id: *id })?;
+            let row = found.binary_search(id).map_err(|_| Error::UnknownSample {
+                model: model.to_string(),
+                sample_id: *id,
+            })?;
             out.row_mut(i).assign(&rows.row(row));
         }
         Ok(out)
@@ -565,11 +625,16 @@ impl Catalog {
 
     /// Stores a calibration; returns its id.
     pub fn insert_calibration(&mut self, c: &NewCalibration) -> Result<i64> {
-        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin calibration", e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| Error::catalog("begin calibration", e))?;
         let id: i64 = tx
-            .query_row("SELECT coalesce(max(calibration_id), 0) + 1 FROM calibrations", [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT coalesce(max(calibration_id), 0) + 1 FROM calibrations",
+                [],
+                |row| row.get(0),
+            )
             .map_err(|e| Error::catalog("allocate calibration id", e))?;
         tx.execute(
             "INSERT INTO calibrations (calibration_id, model, method, audit_id, mode_sample_id, \
@@ -592,7 +657,8 @@ impl Catalog {
             ],
         )
         .map_err(|e| Error::catalog("insert calibration", e))?;
-        tx.commit().map_err(|e| Error::catalog("commit calibration", e))?;
+        tx.commit()
+            .map_err(|e| Error::catalog("commit calibration", e))?;
         Ok(id)
     }
 
@@ -619,14 +685,17 @@ impl Catalog {
                             mode_rate_before: row.get(8)?,
                             mode_rate_after: row.get(9)?,
                             seed: row.get(10)?,
-                            params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+                            params: serde_json::from_str(&params)
+                                .unwrap_or(serde_json::Value::Null),
                         },
                     })
                 },
             )
             .optional()
             .map_err(|e| Error::catalog(format!("read calibration {calibration_id}"), e))?
-            .ok_or_else(|| Error::InvalidArgument(format!("no calibration {calibration_id} in the catalog")))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("no calibration {calibration_id} in the catalog"))
+            })
     }
 
     /// The calibrations the batches of a model were drawn through.
@@ -698,7 +767,10 @@ impl Catalog {
             self.require_model(model)?.embed_dim,
         )?;
         if ids.is_empty() {
-            return Err(Error::UnknownSample { model: model.to_string(), sample_id });
+            return Err(Error::UnknownSample {
+                model: model.to_string(),
+                sample_id,
+            });
         }
         let (with_latent, latents) = arrow_io::read_vectors(
             &self.conn,
@@ -714,9 +786,16 @@ impl Catalog {
 
     /// Stores an audit and its anchors' rows in one transaction; returns its id.
     pub fn insert_audit(&mut self, audit: &NewAudit, rows: &[AnchorRow]) -> Result<i64> {
-        let tx = self.conn.transaction().map_err(|e| Error::catalog("begin audit", e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| Error::catalog("begin audit", e))?;
         let audit_id: i64 = tx
-            .query_row("SELECT coalesce(max(audit_id), 0) + 1 FROM audits", [], |row| row.get(0))
+            .query_row(
+                "SELECT coalesce(max(audit_id), 0) + 1 FROM audits",
+                [],
+                |row| row.get(0),
+            )
             .map_err(|e| Error::catalog("allocate audit id", e))?;
         tx.execute(
             "INSERT INTO audits (audit_id, model, kind, parent_audit_id, theta, radius, \
@@ -745,8 +824,9 @@ impl Catalog {
         )
         .map_err(|e| Error::catalog("insert audit", e))?;
         {
-            let mut appender =
-                tx.appender("anchor_scores").map_err(|e| Error::catalog("open appender", e))?;
+            let mut appender = tx
+                .appender("anchor_scores")
+                .map_err(|e| Error::catalog("open appender", e))?;
             for row in rows {
                 appender
                     .append_row(params![
@@ -759,7 +839,9 @@ impl Catalog {
                     ])
                     .map_err(|e| Error::catalog("append anchor scores", e))?;
             }
-            appender.flush().map_err(|e| Error::catalog("flush anchor scores", e))?;
+            appender
+                .flush()
+                .map_err(|e| Error::catalog("flush anchor scores", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit audit", e))?;
         Ok(audit_id)
@@ -808,7 +890,9 @@ impl Catalog {
 fn open_error(path: &Path, e: duckdb::Error) -> Error {
     let text = e.to_string();
     if text.contains("Could not set lock") || text.contains("Conflicting lock") {
-        Error::CatalogLocked { path: path.to_path_buf() }
+        Error::CatalogLocked {
+            path: path.to_path_buf(),
+        }
     } else {
         Error::catalog(format!("open {}", path.display()), e)
     }

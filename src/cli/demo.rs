@@ -14,10 +14,10 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use modeaudit::audit::{self, AuditOptions, AuditReport, ModesOptions};
 use modeaudit::blackbox::RunOptions;
-use modeaudit::calibrate::{self, CalibrateOptions, CalibrateReport, Method};
-use modeaudit::compare::{self, CompareReport};
 use modeaudit::blackbox::synthetic::Simulator;
+use modeaudit::calibrate::{self, CalibrateOptions, CalibrateReport, Method};
 use modeaudit::catalog::Catalog;
+use modeaudit::compare::{self, CompareReport};
 use modeaudit::index::IndexParams;
 use modeaudit::progress::Progress;
 use modeaudit::sampling;
@@ -30,14 +30,24 @@ const WORLD: u64 = 7;
 /// The collapsed model's planted identity owns this much latent mass.
 const PLANTED_MASS: f64 = 0.05;
 
-pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progress) -> anyhow::Result<()> {
+pub fn run(
+    dir: &Path,
+    n: usize,
+    anchors: usize,
+    out: &Output,
+    progress: Progress,
+) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let catalog = dir.join("demo.duckdb");
     let models = [
-        ("collapsed", format!("synthetic:modes=1,mass={PLANTED_MASS},world={WORLD}"), 1u64),
+        (
+            "collapsed",
+            format!("synthetic:modes=1,mass={PLANTED_MASS},world={WORLD}"),
+            1u64,
+        ),
         ("healthy", format!("synthetic:modes=0,world={WORLD}"), 2u64),
     ];
     let mut audits: Vec<AuditReport> = Vec::new();
@@ -83,8 +93,13 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
     let anchor_worst_planted = {
         let c = Catalog::open(&catalog)?;
         let w = audits[0].worst.context("audit without anchors")?;
-        let z = c.sample("collapsed", w.sample_id)?.1.context("latent stored")?;
-        simulator.planted_mode(ndarray::ArrayView1::from(&z[..])).is_some()
+        let z = c
+            .sample("collapsed", w.sample_id)?
+            .1
+            .context("latent stored")?;
+        simulator
+            .planted_mode(ndarray::ArrayView1::from(&z[..]))
+            .is_some()
     };
     // Calibration: both methods around the worst-case mode, each sampled,
     // audited and compared with the collapsed model.
@@ -96,7 +111,11 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
         compare::frechet_distance(a.view(), h.view())
     };
     for method in [Method::Gmm, Method::Hull] {
-        out.line(&format!("calibrating collapsed around sample {} with {}", worst.sample_id, method.as_str()))?;
+        out.line(&format!(
+            "calibrating collapsed around sample {} with {}",
+            worst.sample_id,
+            method.as_str()
+        ))?;
         let report = calibrate::fit(
             &catalog,
             &CalibrateOptions {
@@ -170,14 +189,28 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["model", "audit", "search", "MCCS mean ± s.e.", "std", "max", "worst anchor", "its neighbours", "its MCCS"]);
+    t.set_header(vec![
+        "model",
+        "audit",
+        "search",
+        "MCCS mean ± s.e.",
+        "std",
+        "max",
+        "worst anchor",
+        "its neighbours",
+        "its MCCS",
+    ]);
     for r in &audits {
         let w = r.worst.expect("anchors exist");
         t.add_row(vec![
             r.model.clone(),
             r.audit_id.to_string(),
             r.search.as_str().to_string(),
-            format!("{} ± {}", fmt_score(r.population.mean), fmt_score(r.population.std_error)),
+            format!(
+                "{} ± {}",
+                fmt_score(r.population.mean),
+                fmt_score(r.population.std_error)
+            ),
             fmt_score(r.population.std),
             fmt_score(r.population.max),
             w.sample_id.to_string(),
@@ -194,11 +227,17 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
             (rank + 1).to_string(),
             a.sample_id.to_string(),
             a.score.neighbors.to_string(),
-            format!("{:.4}", a.score.neighbors as f64 / (modes.n_samples - 1) as f64),
+            format!(
+                "{:.4}",
+                a.score.neighbors as f64 / (modes.n_samples - 1) as f64
+            ),
             fmt_score(a.score.mccs),
         ]);
     }
-    out.line(&format!("modes of collapsed over all {} samples (audit {}):", modes.n_samples, modes.audit_id))?;
+    out.line(&format!(
+        "modes of collapsed over all {} samples (audit {}):",
+        modes.n_samples, modes.audit_id
+    ))?;
     out.line(&m.to_string())?;
     let collapsed = &audits[0];
     let healthy = &audits[1];
@@ -243,7 +282,9 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
         first.map_or("-".into(), |c| fmt_score(c.before.mode_mccs)),
         fmt_score(collapsed_audit.population.mean),
         fmt_score(collapsed_audit.population.max),
-        collapsed_audit.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+        collapsed_audit
+            .worst
+            .map_or("-".into(), |w| w.score.neighbors.to_string()),
         format!("{healthy_fd_before:.5}"),
     ]);
     for (c, a, cmp, fd) in &calibrations {
@@ -254,7 +295,8 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
             fmt_score(cmp.after.mode_mccs),
             fmt_score(a.population.mean),
             fmt_score(a.population.max),
-            a.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+            a.worst
+                .map_or("-".into(), |w| w.score.neighbors.to_string()),
             format!("{fd:.5}"),
         ]);
     }
@@ -268,6 +310,9 @@ pub fn run(dir: &Path, n: usize, anchors: usize, out: &Output, progress: Progres
         catalog.display(),
         catalog.display()
     ))?;
-    anyhow::ensure!(planted.is_some(), "the demo's worst-case mode is not the planted identity");
+    anyhow::ensure!(
+        planted.is_some(),
+        "the demo's worst-case mode is not the planted identity"
+    );
     Ok(())
 }

@@ -10,16 +10,16 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use modeaudit::audit::{self, AuditOptions, ModesOptions, NeighborLimit, NeighborQuery};
 use modeaudit::blackbox::RunOptions;
 use modeaudit::blackbox::onnx::Device;
 use modeaudit::blackbox::preprocess::{ChannelOrder, InputScale};
 use modeaudit::calibrate::gmm::CovariancePolicy;
 use modeaudit::calibrate::{self, CalibrateOptions, Method};
-use modeaudit::compare;
-use modeaudit::ingest::{self, ExportFormat, IngestOptions};
-use modeaudit::audit::{self, AuditOptions, ModesOptions, NeighborLimit, NeighborQuery};
 use modeaudit::catalog::Catalog;
+use modeaudit::compare;
 use modeaudit::index::{self, IndexParams};
+use modeaudit::ingest::{self, ExportFormat, IngestOptions};
 use modeaudit::progress::Progress;
 use modeaudit::search::SearchMode;
 use modeaudit::{sampling, vecfile};
@@ -38,7 +38,12 @@ struct Cli {
 #[derive(Debug, Args, Clone)]
 struct Common {
     /// The catalog file (DuckDB); the index lives beside it in FILE.index/.
-    #[arg(long, global = true, env = "MODEAUDIT_CATALOG", default_value = "modeaudit.duckdb")]
+    #[arg(
+        long,
+        global = true,
+        env = "MODEAUDIT_CATALOG",
+        default_value = "modeaudit.duckdb"
+    )]
     catalog: PathBuf,
     /// Print one JSON object on stdout instead of a table.
     #[arg(long, global = true)]
@@ -67,10 +72,20 @@ struct IndexArgs {
 
 impl IndexArgs {
     fn params(self) -> anyhow::Result<IndexParams> {
-        anyhow::ensure!((2..=255).contains(&self.hnsw_m), "--hnsw-m must be between 2 and 255");
-        anyhow::ensure!(self.ef_construction >= 1, "--ef-construction must be positive");
+        anyhow::ensure!(
+            (2..=255).contains(&self.hnsw_m),
+            "--hnsw-m must be between 2 and 255"
+        );
+        anyhow::ensure!(
+            self.ef_construction >= 1,
+            "--ef-construction must be positive"
+        );
         anyhow::ensure!(self.ef_search >= 1, "--ef-search must be positive");
-        Ok(IndexParams { m: self.hnsw_m, ef_construction: self.ef_construction, ef_search: self.ef_search })
+        Ok(IndexParams {
+            m: self.hnsw_m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+        })
     }
 }
 
@@ -112,7 +127,10 @@ impl DescriptorArgs {
     fn spec(&self, generator: &str) -> anyhow::Result<String> {
         let mut options: Vec<String> = Vec::new();
         if let Some(d) = &self.descriptor {
-            options.push(format!("descriptor={}", d.strip_prefix("onnx:").unwrap_or(d)));
+            options.push(format!(
+                "descriptor={}",
+                d.strip_prefix("onnx:").unwrap_or(d)
+            ));
         }
         if let Some(r) = &self.generator_range {
             options.push(format!("range={r}"));
@@ -141,7 +159,10 @@ impl DescriptorArgs {
 }
 
 fn value_name<T: clap::ValueEnum>(value: T) -> String {
-    value.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +173,11 @@ enum Command {
         model: String,
         /// The black box: synthetic[:key=value,...], onnx:PATH (with
         /// --descriptor) or cmd:"PROGRAM ARGS" (see the README).
-        #[arg(long, required_unless_present = "calibration", conflicts_with = "calibration")]
+        #[arg(
+            long,
+            required_unless_present = "calibration",
+            conflicts_with = "calibration"
+        )]
         generator: Option<String>,
         /// Draw the latent codes through a stored calibration instead; its
         /// source model's black box embeds them.
@@ -434,7 +459,8 @@ pub fn main() -> ExitCode {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -444,18 +470,37 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MODEAUDIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hnsw_rs=warn,anndists=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("MODEAUDIT_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default},hnsw_rs=warn,anndists=warn"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     let common = command.common().clone();
     let out = Output::new(common.json);
-    let progress = if common.quiet { Progress::hidden() } else { Progress::stderr() };
+    let progress = if common.quiet {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
     let catalog = common.catalog.as_path();
     match command {
-        Command::Sample { model, generator, calibration, n, seed, batch, timeout, descriptor, .. } => {
+        Command::Sample {
+            model,
+            generator,
+            calibration,
+            n,
+            seed,
+            batch,
+            timeout,
+            descriptor,
+            ..
+        } => {
             anyhow::ensure!(
                 timeout.is_finite() && timeout > 0.0,
                 "--timeout must be a positive number of seconds"
@@ -510,11 +555,20 @@ fn run(command: Command) -> anyhow::Result<()> {
             out.calibrate(&report)
         }
         Command::Compare { audits, .. } => {
-            anyhow::ensure!(audits.len() == 2, "give --audit twice: the audit before, then after");
+            anyhow::ensure!(
+                audits.len() == 2,
+                "give --audit twice: the audit before, then after"
+            );
             let report = compare::compare(catalog, audits[0], audits[1])?;
             out.compare(&report)
         }
-        Command::Latents { calibration, n, out: path, seed, .. } => {
+        Command::Latents {
+            calibration,
+            n,
+            out: path,
+            seed,
+            ..
+        } => {
             anyhow::ensure!(n > 0, "--n must be at least 1");
             let (_, fitted) = calibrate::load(catalog, calibration)?;
             let (codes, drawn) = fitted.draw(n, seed);
@@ -522,16 +576,44 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
             out.latents(calibration, &path, n, codes.ncols(), drawn)
         }
-        Command::Ingest { model, embeddings, latents, embedding_key, latent_key, .. } => {
-            let options = IngestOptions { model, embeddings, latents, embedding_key, latent_key };
+        Command::Ingest {
+            model,
+            embeddings,
+            latents,
+            embedding_key,
+            latent_key,
+            ..
+        } => {
+            let options = IngestOptions {
+                model,
+                embeddings,
+                latents,
+                embedding_key,
+                latent_key,
+            };
             let report = ingest::ingest(catalog, &options)?;
             out.ingest(&report)
         }
-        Command::Export { model, out: dir, format, .. } => {
+        Command::Export {
+            model,
+            out: dir,
+            format,
+            ..
+        } => {
             let report = ingest::export(catalog, &model, &dir, format)?;
             out.export(&report)
         }
-        Command::Audit { model, anchors, theta, radius, search, seed, show, index, .. } => {
+        Command::Audit {
+            model,
+            anchors,
+            theta,
+            radius,
+            search,
+            seed,
+            show,
+            index,
+            ..
+        } => {
             let options = AuditOptions {
                 model,
                 anchors,
@@ -544,13 +626,39 @@ fn run(command: Command) -> anyhow::Result<()> {
             let report = audit::run_audit(catalog, &options, progress)?;
             out.audit(&report, show)
         }
-        Command::Modes { model, top, theta, radius, seeds, per_seed, index, .. } => {
-            let options =
-                ModesOptions { model, top, theta, radius, seeds, per_seed, index_params: index.params()? };
+        Command::Modes {
+            model,
+            top,
+            theta,
+            radius,
+            seeds,
+            per_seed,
+            index,
+            ..
+        } => {
+            let options = ModesOptions {
+                model,
+                top,
+                theta,
+                radius,
+                seeds,
+                per_seed,
+                index_params: index.params()?,
+            };
             let report = audit::find_modes(catalog, &options, progress)?;
             out.audit(&report, top)
         }
-        Command::Neighbors { model, id, vector, k, radius, grid, grid_max, index, .. } => {
+        Command::Neighbors {
+            model,
+            id,
+            vector,
+            k,
+            radius,
+            grid,
+            grid_max,
+            index,
+            ..
+        } => {
             let query = match (id, vector) {
                 (Some(id), _) => NeighborQuery::Sample(id),
                 (None, Some(path)) => {
@@ -563,7 +671,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Some(r) => NeighborLimit::Radius(r),
                 None => NeighborLimit::Nearest(k.unwrap_or(10)),
             };
-            let report = audit::neighbors(catalog, &model, &query, limit, index.params()?, progress)?;
+            let report =
+                audit::neighbors(catalog, &model, &query, limit, index.params()?, progress)?;
             out.neighbors(&report)?;
             if let Some(path) = grid {
                 audit::draw_neighbors(catalog, &report, grid_max, &path)?;
@@ -571,7 +680,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Index { model, rebuild, index, .. } => {
+        Command::Index {
+            model,
+            rebuild,
+            index,
+            ..
+        } => {
             if rebuild {
                 let dir = index::model_index_dir(catalog, &model);
                 if dir.exists() {
@@ -590,6 +704,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             let (columns, rows) = Catalog::open_read_only(catalog)?.query_json(&query)?;
             out.sql(&columns, &rows)
         }
-        Command::Demo { dir, n, anchors, .. } => demo::run(&dir, n, anchors, &out, progress),
+        Command::Demo {
+            dir, n, anchors, ..
+        } => demo::run(&dir, n, anchors, &out, progress),
     }
 }

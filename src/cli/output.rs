@@ -7,10 +7,10 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use modeaudit::audit::{AuditReport, NeighborReport};
-use modeaudit::catalog::ModelSummary;
-use modeaudit::index::Synced;
 use modeaudit::calibrate::CalibrateReport;
+use modeaudit::catalog::ModelSummary;
 use modeaudit::compare::CompareReport;
+use modeaudit::index::Synced;
 use modeaudit::ingest::{ExportReport, IngestReport};
 use modeaudit::sampling::SampleReport;
 
@@ -21,7 +21,11 @@ pub struct Output {
 
 /// Formats a score for a table: fixed digits, `inf` spelled out.
 pub fn fmt_score(x: f64) -> String {
-    if x.is_infinite() { "inf".into() } else { format!("{x:.4}") }
+    if x.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{x:.4}")
+    }
 }
 
 fn table(header: &[&str]) -> Table {
@@ -116,29 +120,66 @@ impl Output {
         let opt = |x: Option<f64>| x.map_or("-".to_string(), fmt_score);
         let mut t = table(&["", "before", "after"]);
         let (b, a) = (&r.before, &r.after);
-        t.add_row(vec!["audit (model)".to_string(), format!("{} ({})", b.audit_id, b.model), format!("{} ({})", a.audit_id, a.model)]);
-        t.add_row(vec!["samples".to_string(), b.n_samples.to_string(), a.n_samples.to_string()]);
+        t.add_row(vec![
+            "audit (model)".to_string(),
+            format!("{} ({})", b.audit_id, b.model),
+            format!("{} ({})", a.audit_id, a.model),
+        ]);
+        t.add_row(vec![
+            "samples".to_string(),
+            b.n_samples.to_string(),
+            a.n_samples.to_string(),
+        ]);
         t.add_row(vec![
             format!("mode {} neighbour rate", r.mode_sample_id),
             format!("{:.5} ({})", b.mode_rate, b.mode_neighbors),
             format!("{:.5} ({})", a.mode_rate, a.mode_neighbors),
         ]);
-        t.add_row(vec![format!("mode {} MCCS", r.mode_sample_id), fmt_score(b.mode_mccs), fmt_score(a.mode_mccs)]);
-        t.add_row(vec!["MCCS mean".to_string(), opt(b.mccs_mean), opt(a.mccs_mean)]);
-        t.add_row(vec!["MCCS std".to_string(), opt(b.mccs_std), opt(a.mccs_std)]);
-        t.add_row(vec!["MCCS max".to_string(), opt(b.mccs_max), opt(a.mccs_max)]);
-        let worst = |s: &modeaudit::compare::Side| match (s.worst_sample_id, s.worst_neighbors, s.worst_rate) {
+        t.add_row(vec![
+            format!("mode {} MCCS", r.mode_sample_id),
+            fmt_score(b.mode_mccs),
+            fmt_score(a.mode_mccs),
+        ]);
+        t.add_row(vec![
+            "MCCS mean".to_string(),
+            opt(b.mccs_mean),
+            opt(a.mccs_mean),
+        ]);
+        t.add_row(vec![
+            "MCCS std".to_string(),
+            opt(b.mccs_std),
+            opt(a.mccs_std),
+        ]);
+        t.add_row(vec![
+            "MCCS max".to_string(),
+            opt(b.mccs_max),
+            opt(a.mccs_max),
+        ]);
+        let worst = |s: &modeaudit::compare::Side| match (
+            s.worst_sample_id,
+            s.worst_neighbors,
+            s.worst_rate,
+        ) {
             (Some(id), Some(n), Some(rate)) => format!("sample {id}: {n} ({rate:.5})"),
             _ => "-".into(),
         };
-        t.add_row(vec!["worst-case mode: neighbours (rate)".to_string(), worst(b), worst(a)]);
+        t.add_row(vec![
+            "worst-case mode: neighbours (rate)".to_string(),
+            worst(b),
+            worst(a),
+        ]);
         let cost = |s: &modeaudit::compare::Side| {
             if s.calibrations.is_empty() {
                 "1 (no calibration)".to_string()
             } else {
                 s.calibrations
                     .iter()
-                    .map(|c| format!("{} #{}: accept {:.4}, cost {:.3}", c.method, c.calibration_id, c.acceptance_rate, c.sampling_cost))
+                    .map(|c| {
+                        format!(
+                            "{} #{}: accept {:.4}, cost {:.3}",
+                            c.method, c.calibration_id, c.acceptance_rate, c.sampling_cost
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ")
             }
@@ -151,7 +192,14 @@ impl Output {
         ))
     }
 
-    pub fn latents(&self, calibration: i64, path: &std::path::Path, n: usize, dim: usize, drawn: u64) -> anyhow::Result<()> {
+    pub fn latents(
+        &self,
+        calibration: i64,
+        path: &std::path::Path,
+        n: usize,
+        dim: usize,
+        drawn: u64,
+    ) -> anyhow::Result<()> {
         if self.json {
             return self.json_value(&serde_json::json!({
                 "calibration_id": calibration,
@@ -178,7 +226,10 @@ impl Output {
             r.batch_id,
             r.n,
             r.embed_dim,
-            r.latent_dim.map_or(" without latent codes".to_string(), |k| format!(" with latent codes of size {k}")),
+            r.latent_dim
+                .map_or(" without latent codes".to_string(), |k| format!(
+                    " with latent codes of size {k}"
+                )),
             r.first_sample_id,
             r.last_sample_id,
             r.elapsed_s,
@@ -194,7 +245,10 @@ impl Output {
             "model {}: {} samples{} written to {}:",
             r.model,
             r.n_samples,
-            r.audit_id.map_or(String::new(), |id| format!(" and the {} anchors of audit {id}", r.n_anchors)),
+            r.audit_id.map_or(String::new(), |id| format!(
+                " and the {} anchors of audit {id}",
+                r.n_anchors
+            )),
             r.out.display()
         ))?;
         for file in &r.files {
@@ -208,7 +262,9 @@ impl Output {
             return self.json_value(r);
         }
         let p = &r.population;
-        let mut summary = table(&["audit", "model", "kind", "samples", "anchors", "theta", "radius", "search"]);
+        let mut summary = table(&[
+            "audit", "model", "kind", "samples", "anchors", "theta", "radius", "search",
+        ]);
         summary.add_row(vec![
             r.audit_id.to_string(),
             r.model.clone(),
@@ -220,15 +276,26 @@ impl Output {
             r.search.as_str().to_string(),
         ]);
         self.line(&summary.to_string())?;
-        let mut stats = table(&["MCCS mean", "± s.e.", "std", "max", "infinite", "worst-case mode", "its neighbours", "its MCCS"]);
+        let mut stats = table(&[
+            "MCCS mean",
+            "± s.e.",
+            "std",
+            "max",
+            "infinite",
+            "worst-case mode",
+            "its neighbours",
+            "its MCCS",
+        ]);
         stats.add_row(vec![
             fmt_score(p.mean),
             fmt_score(p.std_error),
             fmt_score(p.std),
             fmt_score(p.max),
             p.n_infinite.to_string(),
-            r.worst.map_or("-".into(), |w| format!("sample {}", w.sample_id)),
-            r.worst.map_or("-".into(), |w| w.score.neighbors.to_string()),
+            r.worst
+                .map_or("-".into(), |w| format!("sample {}", w.sample_id)),
+            r.worst
+                .map_or("-".into(), |w| w.score.neighbors.to_string()),
             r.worst.map_or("-".into(), |w| fmt_score(w.score.mccs)),
         ]);
         self.line(&stats.to_string())?;
@@ -239,7 +306,10 @@ impl Output {
                 (rank + 1).to_string(),
                 a.sample_id.to_string(),
                 a.score.neighbors.to_string(),
-                format!("{:.4}", a.score.neighbors as f64 / (r.n_samples.saturating_sub(1).max(1)) as f64),
+                format!(
+                    "{:.4}",
+                    a.score.neighbors as f64 / (r.n_samples.saturating_sub(1).max(1)) as f64
+                ),
                 format!("{:.3e}", a.score.expected_similarity),
                 fmt_score(a.score.mccs),
             ]);
@@ -321,7 +391,17 @@ impl Output {
         if self.json {
             return self.json_value(&serde_json::json!({ "models": models }));
         }
-        let mut t = table(&["model", "samples", "batches", "latent", "embedding", "latest audit", "MCCS mean", "worst-case mode", "generator"]);
+        let mut t = table(&[
+            "model",
+            "samples",
+            "batches",
+            "latent",
+            "embedding",
+            "latest audit",
+            "MCCS mean",
+            "worst-case mode",
+            "generator",
+        ]);
         for m in models {
             t.add_row(vec![
                 m.model.clone(),
@@ -333,7 +413,8 @@ impl Output {
                     format!("{id} ({})", m.latest_audit_kind.as_deref().unwrap_or("?"))
                 }),
                 m.latest_mccs_mean.map_or("-".into(), fmt_score),
-                m.latest_worst_sample_id.map_or("-".into(), |id| id.to_string()),
+                m.latest_worst_sample_id
+                    .map_or("-".into(), |id| id.to_string()),
                 m.generator.clone(),
             ]);
         }

@@ -83,7 +83,11 @@ impl Default for IndexParams {
     /// is the bottleneck, and radius queries complete their counts by graph
     /// expansion, so a modest `ef_construction` loses little count recall.
     fn default() -> Self {
-        IndexParams { m: 16, ef_construction: 64, ef_search: 64 }
+        IndexParams {
+            m: 16,
+            ef_construction: 64,
+            ef_search: 64,
+        }
     }
 }
 
@@ -167,13 +171,8 @@ impl ModelIndex {
         assert_eq!(vectors.nrows(), sample_ids.len());
         let n = vectors.nrows();
         let dim = vectors.ncols();
-        let hnsw = Hnsw::<f32, UnitDot>::new(
-            params.m,
-            n.max(1),
-            16,
-            params.ef_construction,
-            UnitDot,
-        );
+        let hnsw =
+            Hnsw::<f32, UnitDot>::new(params.m, n.max(1), 16, params.ef_construction, UnitDot);
         let mut index = ModelIndex {
             hnsw,
             points: Vec::new(),
@@ -209,8 +208,10 @@ impl ModelIndex {
         self.hnsw.set_searching_mode(false);
         // Insert in slices so the progress bar moves; each slice is parallel.
         const SLICE: usize = 8192;
-        let rows: Vec<&[f32]> =
-            vectors.outer_iter().map(|row| row.to_slice().expect("standard layout")).collect();
+        let rows: Vec<&[f32]> = vectors
+            .outer_iter()
+            .map(|row| row.to_slice().expect("standard layout"))
+            .collect();
         for (chunk_index, chunk) in rows.chunks(SLICE).enumerate() {
             let batch: Vec<(&[f32], usize)> = chunk
                 .iter()
@@ -236,8 +237,10 @@ impl ModelIndex {
                 points[id] = Some(point);
             }
         }
-        let points: Vec<Arc<Point<'static, f32>>> =
-            points.into_iter().map(|p| p.expect("every data id 0..n is in the graph")).collect();
+        let points: Vec<Arc<Point<'static, f32>>> = points
+            .into_iter()
+            .map(|p| p.expect("every data id 0..n is in the graph"))
+            .collect();
         let neighbourhoods: Vec<Vec<u32>> = points
             .par_iter()
             .map(|point| {
@@ -322,10 +325,13 @@ impl ModelIndex {
             std::fs::remove_dir_all(&gen_dir).map_err(|e| Error::io(&gen_dir, e))?;
         }
         std::fs::create_dir_all(&gen_dir).map_err(|e| Error::io(&gen_dir, e))?;
-        let basename = self.hnsw.file_dump(&gen_dir, DUMP_BASENAME).map_err(|e| Error::Index {
-            path: gen_dir.clone(),
-            reason: format!("hnsw_rs could not write its dump: {e}"),
-        })?;
+        let basename = self
+            .hnsw
+            .file_dump(&gen_dir, DUMP_BASENAME)
+            .map_err(|e| Error::Index {
+                path: gen_dir.clone(),
+                reason: format!("hnsw_rs could not write its dump: {e}"),
+            })?;
         if basename != DUMP_BASENAME {
             return Err(Error::Index {
                 path: gen_dir,
@@ -333,8 +339,12 @@ impl ModelIndex {
             });
         }
         let ids_path = gen_dir.join("sample_ids.npy");
-        ndarray_npy::write_npy(&ids_path, &Array1::from(self.sample_ids.clone()))
-            .map_err(|e| Error::Index { path: ids_path.clone(), reason: e.to_string() })?;
+        ndarray_npy::write_npy(&ids_path, &Array1::from(self.sample_ids.clone())).map_err(|e| {
+            Error::Index {
+                path: ids_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         sync_dir(&gen_dir)?;
         let manifest = Manifest {
             format_version: INDEX_FORMAT_VERSION,
@@ -347,7 +357,9 @@ impl ModelIndex {
         let tmp = dir.join("current.json.tmp");
         let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
         std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, dir.join("current.json")).map_err(|e| Error::io(dir, e))?;
         sync_dir(dir)?;
         // Older generations are no longer referenced.
@@ -372,8 +384,10 @@ impl ModelIndex {
         }
         let gen_dir = dir.join(format!("gen-{}", manifest.generation));
         let ids_path = gen_dir.join("sample_ids.npy");
-        let ids: Array1<i64> = ndarray_npy::read_npy(&ids_path)
-            .map_err(|e| Error::Index { path: ids_path.clone(), reason: e.to_string() })?;
+        let ids: Array1<i64> = ndarray_npy::read_npy(&ids_path).map_err(|e| Error::Index {
+            path: ids_path.clone(),
+            reason: e.to_string(),
+        })?;
         let sample_ids = ids.to_vec();
         if Coverage::of(&sample_ids) != manifest.coverage {
             return Err(Error::Index {
@@ -390,17 +404,26 @@ impl ModelIndex {
         // hnsw_rs panics (asserts) on some malformed files instead of
         // returning an error; turn that into a stale index to rebuild.
         let loaded = std::panic::catch_unwind(|| {
-            let loader: &'static mut HnswIo =
-                Box::leak(Box::new(HnswIo::new_with_options(&gen_dir, DUMP_BASENAME, options)));
+            let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new_with_options(
+                &gen_dir,
+                DUMP_BASENAME,
+                options,
+            )));
             loader.load_hnsw::<f32, UnitDot>()
         });
         let mut hnsw = match loaded {
             Ok(Ok(hnsw)) => hnsw,
             Ok(Err(e)) => {
-                return Err(Error::Index { path: gen_dir, reason: format!("cannot load: {e}") });
+                return Err(Error::Index {
+                    path: gen_dir,
+                    reason: format!("cannot load: {e}"),
+                });
             }
             Err(_) => {
-                return Err(Error::Index { path: gen_dir, reason: "corrupt graph files".into() });
+                return Err(Error::Index {
+                    path: gen_dir,
+                    reason: "corrupt graph files".into(),
+                });
             }
         };
         if hnsw.get_nb_point() != sample_ids.len() {
@@ -438,12 +461,16 @@ pub fn published_coverage(dir: &Path) -> Option<(Coverage, IndexParams)> {
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("current.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Index { path, reason: format!("unreadable manifest: {e}") })
+    serde_json::from_str(&text).map_err(|e| Error::Index {
+        path,
+        reason: format!("unreadable manifest: {e}"),
+    })
 }
 
 fn remove_other_generations(dir: &Path, keep: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -456,7 +483,9 @@ fn remove_other_generations(dir: &Path, keep: u64) {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// The folder of a model's index beside a catalog: `<catalog>.index/<key>`,
@@ -467,7 +496,13 @@ pub fn model_index_dir(catalog: &Path, model: &str) -> PathBuf {
     root.push(".index");
     let readable: String = model
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(48)
         .collect();
     let hash = xxhash_rust::xxh3::xxh3_64(model.as_bytes());
@@ -516,7 +551,9 @@ pub fn sync(
         catalog.sample_ids(model)?
     };
     if ids.is_empty() {
-        return Err(Error::InvalidArgument(format!("model {model:?} has no samples to index")));
+        return Err(Error::InvalidArgument(format!(
+            "model {model:?} has no samples to index"
+        )));
     }
     if let Some((coverage, _)) = published_coverage(&dir) {
         let covered = coverage.n_points as usize;
@@ -525,7 +562,11 @@ pub fn sync(
                 Ok(index) if covered == ids.len() => {
                     let elapsed_s = started.elapsed().as_secs_f64();
                     tracing::debug!(points = covered, elapsed_s, "index loaded");
-                    return Ok(Synced { index, action: SyncAction::Loaded, elapsed_s });
+                    return Ok(Synced {
+                        index,
+                        action: SyncAction::Loaded,
+                        elapsed_s,
+                    });
                 }
                 Ok(mut index) => {
                     let (new_ids, vectors) = {
@@ -539,7 +580,11 @@ pub fn sync(
                     bar.finish_and_clear();
                     index.save(&dir, model)?;
                     let elapsed_s = started.elapsed().as_secs_f64();
-                    return Ok(Synced { index, action: SyncAction::CaughtUp { inserted }, elapsed_s });
+                    return Ok(Synced {
+                        index,
+                        action: SyncAction::CaughtUp { inserted },
+                        elapsed_s,
+                    });
                 }
                 Err(e) => tracing::warn!("rebuilding the index: {e}"),
             }
@@ -559,5 +604,9 @@ pub fn sync(
     bar.finish_and_clear();
     index.save(&dir, model)?;
     let elapsed_s = started.elapsed().as_secs_f64();
-    Ok(Synced { index, action: SyncAction::Built, elapsed_s })
+    Ok(Synced {
+        index,
+        action: SyncAction::Built,
+        elapsed_s,
+    })
 }

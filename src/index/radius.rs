@@ -49,7 +49,11 @@ pub struct Scratch {
 impl Scratch {
     /// Scratch space for an index of `n` points.
     pub fn new(n: usize) -> Scratch {
-        Scratch { visited: vec![false; n], touched: Vec::new(), queue: VecDeque::new() }
+        Scratch {
+            visited: vec![false; n],
+            touched: Vec::new(),
+            queue: VecDeque::new(),
+        }
     }
 
     fn reset(&mut self) {
@@ -107,7 +111,8 @@ impl ModelIndex {
                     scratch.queue.push_back(id);
                 }
                 if dot >= screen {
-                    ball.members.push((id, dot_exact(query, self.vector(id as usize))));
+                    ball.members
+                        .push((id, dot_exact(query, self.vector(id as usize))));
                 }
             }
         }
@@ -122,7 +127,8 @@ impl ModelIndex {
                     scratch.queue.push_back(next);
                 }
                 if dot >= screen {
-                    ball.members.push((next, dot_exact(query, self.vector(next as usize))));
+                    ball.members
+                        .push((next, dot_exact(query, self.vector(next as usize))));
                 }
             }
         }

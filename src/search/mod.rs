@@ -73,7 +73,11 @@ pub fn exact_sums(
 ) -> Vec<AnchorSums> {
     let n_queries = queries.nrows();
     assert_eq!(exclude.len(), n_queries);
-    assert_eq!(samples.ncols(), queries.ncols(), "dimensions checked by the caller");
+    assert_eq!(
+        samples.ncols(),
+        queries.ncols(),
+        "dimensions checked by the caller"
+    );
     let n = samples.nrows();
     if n_queries == 0 || n == 0 {
         return vec![AnchorSums::default(); n_queries];
@@ -139,7 +143,10 @@ fn multiply_transposed(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, out: &mut
     out.resize(m * n, 0.0);
     let a_stride = a.strides()[0];
     let b_stride = b.strides()[0];
-    assert!(a.strides()[1] == 1 && b.strides()[1] == 1, "rows must be contiguous");
+    assert!(
+        a.strides()[1] == 1 && b.strides()[1] == 1,
+        "rows must be contiguous"
+    );
     // SAFETY: the pointers and strides describe the live views `a`, `b` and
     // the buffer `out` of exactly m * n elements; gemm reads `a` as m x k
     // with row stride a_stride, `b^T` as k x n (element (p, j) at
@@ -195,13 +202,21 @@ pub fn choose(work: Workload) -> (SearchMode, String) {
     let exact_s =
         work.n_anchors as f64 * work.n_samples as f64 * work.dim as f64 / (1e11 * threads / 2.0);
     let build_s = work.index_missing as f64 * 3e-4 / threads;
-    let load_s = if work.index_ready { work.n_samples as f64 * 2e-6 } else { 0.0 };
+    let load_s = if work.index_ready {
+        work.n_samples as f64 * 2e-6
+    } else {
+        0.0
+    };
     let query_s = work.n_anchors as f64 * 5e-3 / threads;
     let hnsw_s = build_s + load_s + query_s;
     let reason = format!(
         "estimated exact {exact_s:.1} s, hnsw {hnsw_s:.1} s (build {build_s:.1} s, queries {query_s:.1} s)"
     );
-    if hnsw_s < exact_s { (SearchMode::Hnsw, reason) } else { (SearchMode::Exact, reason) }
+    if hnsw_s < exact_s {
+        (SearchMode::Hnsw, reason)
+    } else {
+        (SearchMode::Exact, reason)
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +241,14 @@ mod tests {
         let anchors: Vec<usize> = (0..300).map(|i| i * 13).collect();
         let queries = x.select(ndarray::Axis(0), &anchors);
         let exclude: Vec<Option<usize>> = anchors.iter().map(|&a| Some(a)).collect();
-        let got = exact_sums(x.view(), 0, queries.view(), &exclude, &kernel, &ProgressBar::hidden());
+        let got = exact_sums(
+            x.view(),
+            0,
+            queries.view(),
+            &exclude,
+            &kernel,
+            &ProgressBar::hidden(),
+        );
         for (q, &a) in anchors.iter().enumerate() {
             let mut want = AnchorSums::default();
             for j in 0..x.nrows() {
@@ -236,7 +258,10 @@ mod tests {
                 }
             }
             assert_eq!(got[q].neighbors, want.neighbors, "anchor {a}");
-            assert!((got[q].similarity_sum - want.similarity_sum).abs() < 1e-9 * want.similarity_sum.max(1.0));
+            assert!(
+                (got[q].similarity_sum - want.similarity_sum).abs()
+                    < 1e-9 * want.similarity_sum.max(1.0)
+            );
         }
     }
 
@@ -249,8 +274,22 @@ mod tests {
         let exclude: Vec<Option<usize>> = anchors.iter().map(|&a| Some(a)).collect();
         let bar = ProgressBar::hidden();
         let whole = exact_sums(x.view(), 0, queries.view(), &exclude, &kernel, &bar);
-        let head = exact_sums(x.slice(s![..1700, ..]), 0, queries.view(), &exclude, &kernel, &bar);
-        let tail = exact_sums(x.slice(s![1700.., ..]), 1700, queries.view(), &exclude, &kernel, &bar);
+        let head = exact_sums(
+            x.slice(s![..1700, ..]),
+            0,
+            queries.view(),
+            &exclude,
+            &kernel,
+            &bar,
+        );
+        let tail = exact_sums(
+            x.slice(s![1700.., ..]),
+            1700,
+            queries.view(),
+            &exclude,
+            &kernel,
+            &bar,
+        );
         for q in 0..anchors.len() {
             let mut merged = head[q];
             merged.merge(tail[q]);

@@ -44,7 +44,10 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
     let (mut found, mut total) = (0u64, 0u64);
     for (e, h) in exact_rows.iter().zip(&hnsw_rows) {
         assert_eq!(e.sample_id, h.sample_id, "same anchors for the same seed");
-        assert!(h.score.neighbors <= e.score.neighbors, "hnsw counted a sample exact did not");
+        assert!(
+            h.score.neighbors <= e.score.neighbors,
+            "hnsw counted a sample exact did not"
+        );
         assert!(h.score.similarity_sum <= e.score.similarity_sum + 1e-9);
         found += h.score.neighbors;
         total += e.score.neighbors;
@@ -52,7 +55,10 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
     let recall = found as f64 / total as f64;
     eprintln!("hnsw count recall {recall:.5} over {total} neighbours");
     assert!(recall >= 0.99, "count recall {recall}");
-    assert_eq!(hnsw.worst.unwrap().sample_id, exact.worst.unwrap().sample_id);
+    assert_eq!(
+        hnsw.worst.unwrap().sample_id,
+        exact.worst.unwrap().sample_id
+    );
     assert!((hnsw.population.mean - exact.population.mean).abs() < 0.01);
 }
 
@@ -71,25 +77,58 @@ fn test_modes_find_the_exhaustive_maximum_and_distinct_planted_identities() {
     };
     let modes = audit::find_modes(&ws.catalog, &options, Progress::hidden()).unwrap();
     // Exhaustive: every sample counted against every other.
-    let (ids, e) = Catalog::open(&ws.catalog).unwrap().embeddings("m", 0).unwrap();
+    let (ids, e) = Catalog::open(&ws.catalog)
+        .unwrap()
+        .embeddings("m", 0)
+        .unwrap();
     let kernel = Kernel::new(0.3, 0.3).unwrap();
     let exclude: Vec<Option<usize>> = (0..ids.len()).map(Some).collect();
-    let all = exact_sums(e.view(), 0, e.view(), &exclude, &kernel, &indicatif::ProgressBar::hidden());
+    let all = exact_sums(
+        e.view(),
+        0,
+        e.view(),
+        &exclude,
+        &kernel,
+        &indicatif::ProgressBar::hidden(),
+    );
     let best = all.iter().map(|s| s.neighbors).max().unwrap();
     let best_id = ids[all.iter().position(|s| s.neighbors == best).unwrap()];
     let worst = modes.worst.unwrap();
-    eprintln!("modes: {:?}", modes.anchors.iter().map(|a| (a.sample_id, a.score.neighbors)).collect::<Vec<_>>());
-    assert_eq!(worst.score.neighbors, best, "the top mode has the exhaustive maximum count");
-    assert_eq!(worst.sample_id, best_id, "ties go to the smallest sample id");
+    eprintln!(
+        "modes: {:?}",
+        modes
+            .anchors
+            .iter()
+            .map(|a| (a.sample_id, a.score.neighbors))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        worst.score.neighbors, best,
+        "the top mode has the exhaustive maximum count"
+    );
+    assert_eq!(
+        worst.sample_id, best_id,
+        "ties go to the smallest sample id"
+    );
     // Both planted identities come back as the two top modes, and distinct.
-    let spec = Catalog::open(&ws.catalog).unwrap().require_model("m").unwrap().generator;
-    let sim = modeaudit::blackbox::synthetic::Simulator::from_options(&spec, spec.strip_prefix("synthetic:").unwrap())
-        .unwrap();
+    let spec = Catalog::open(&ws.catalog)
+        .unwrap()
+        .require_model("m")
+        .unwrap()
+        .generator;
+    let sim = modeaudit::blackbox::synthetic::Simulator::from_options(
+        &spec,
+        spec.strip_prefix("synthetic:").unwrap(),
+    )
+    .unwrap();
     let (_, z) = Catalog::open(&ws.catalog).unwrap().latents("m", 0).unwrap();
     let planted: Vec<Option<usize>> = modes.anchors[..2]
         .iter()
         .map(|a| sim.planted_mode(z.row(ids.binary_search(&a.sample_id).unwrap())))
         .collect();
     assert!(planted.iter().all(Option::is_some), "{planted:?}");
-    assert_ne!(planted[0], planted[1], "a mode's own neighbours do not come back as the next mode");
+    assert_ne!(
+        planted[0], planted[1],
+        "a mode's own neighbours do not come back as the next mode"
+    );
 }

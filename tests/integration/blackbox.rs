@@ -15,7 +15,10 @@ fn program(latent: usize, embed: usize, mode: &str) -> String {
 
 /// Sample count of a model, 0 when the model does not exist.
 fn stored(ws: &Workspace, model: &str) -> usize {
-    let out = ws.json(&["sql", &format!("SELECT count(*) FROM samples WHERE model = '{model}'")]);
+    let out = ws.json(&[
+        "sql",
+        &format!("SELECT count(*) FROM samples WHERE model = '{model}'"),
+    ]);
     out["rows"][0][0].as_u64().unwrap() as usize
 }
 
@@ -23,7 +26,19 @@ fn stored(ws: &Workspace, model: &str) -> usize {
 fn test_external_program_embeds_in_batches() {
     let ws = Workspace::new();
     let spec = program(8, 6, "ok");
-    let report = ws.json(&["sample", "--model", "ext", "--generator", &spec, "--n", "250", "--batch", "100", "--seed", "4"]);
+    let report = ws.json(&[
+        "sample",
+        "--model",
+        "ext",
+        "--generator",
+        &spec,
+        "--n",
+        "250",
+        "--batch",
+        "100",
+        "--seed",
+        "4",
+    ]);
     assert_eq!(report["n"], 250);
     let catalog = Catalog::open_read_only(&ws.catalog).unwrap();
     let model = catalog.require_model("ext").unwrap();
@@ -41,7 +56,17 @@ fn test_external_program_embeds_in_batches() {
 #[test]
 fn test_external_program_failures_leave_the_catalog_as_it_was() {
     let ws = Workspace::new();
-    ws.ok(&["sample", "--model", "ext", "--generator", &program(8, 6, "ok"), "--n", "50", "--seed", "1"]);
+    ws.ok(&[
+        "sample",
+        "--model",
+        "ext",
+        "--generator",
+        &program(8, 6, "ok"),
+        "--n",
+        "50",
+        "--seed",
+        "1",
+    ]);
     let cases: &[(&str, &str, &str)] = &[
         ("die", "5", "exited with"),
         ("hang", "2", "no answer"),
@@ -56,13 +81,32 @@ fn test_external_program_failures_leave_the_catalog_as_it_was() {
         // nothing of it may exist afterwards.
         let model = format!("bad-{mode}");
         let err = ws.fails(&[
-            "sample", "--model", &model, "--generator", &spec, "--n", "300", "--batch", "100",
-            "--timeout", timeout,
+            "sample",
+            "--model",
+            &model,
+            "--generator",
+            &spec,
+            "--n",
+            "300",
+            "--batch",
+            "100",
+            "--timeout",
+            timeout,
         ]);
         assert!(err.contains(message), "{mode}: {err}");
-        assert_eq!(stored(&ws, &model), 0, "{mode}: nothing of the failed batch is stored");
-        let models = ws.json(&["sql", &format!("SELECT count(*) FROM models WHERE model = '{model}'")]);
-        assert_eq!(models["rows"][0][0], 0, "{mode}: no empty model left behind");
+        assert_eq!(
+            stored(&ws, &model),
+            0,
+            "{mode}: nothing of the failed batch is stored"
+        );
+        let models = ws.json(&[
+            "sql",
+            &format!("SELECT count(*) FROM models WHERE model = '{model}'"),
+        ]);
+        assert_eq!(
+            models["rows"][0][0], 0,
+            "{mode}: no empty model left behind"
+        );
     }
     assert_eq!(stored(&ws, "ext"), 50, "the earlier batch is intact");
 }

@@ -20,7 +20,9 @@ use crate::common::Workspace;
 /// already projected).
 fn identity_hull(points: Vec<Vec<f64>>) -> Result<Hull, HullProblem> {
     let d = points[0].len();
-    let basis = (0..d).map(|i| (0..d).map(|j| f64::from(u8::from(i == j))).collect()).collect();
+    let basis = (0..d)
+        .map(|i| (0..d).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect();
     Hull::from_projected(d, vec![0.0; d], basis, points, 1e-9)
 }
 
@@ -36,7 +38,12 @@ fn brute_force_margin(points: &[Vec<f64>], p: &[f64]) -> f64 {
     let mut pick: Vec<usize> = (0..=d).collect();
     loop {
         // Solve sum_i l_i x_i = p, sum_i l_i = 1 for the simplex `pick`.
-        let m = nalgebra::DMatrix::from_fn(d + 1, d + 1, |r, c| if r < d { points[pick[c]][r] } else { 1.0 });
+        let m =
+            nalgebra::DMatrix::from_fn(
+                d + 1,
+                d + 1,
+                |r, c| if r < d { points[pick[c]][r] } else { 1.0 },
+            );
         let rhs = nalgebra::DVector::from_fn(d + 1, |r, _| if r < d { p[r] } else { 1.0 });
         if let Some(l) = m.lu().solve(&rhs) {
             if l.iter().all(|v| v.is_finite()) {
@@ -61,13 +68,18 @@ fn brute_force_margin(points: &[Vec<f64>], p: &[f64]) -> f64 {
 #[test]
 fn test_hull_membership_matches_brute_force_on_simple_shapes_and_clouds() {
     // The unit cube: membership is 0 <= x_i <= 1.
-    let cube: Vec<Vec<f64>> =
-        (0..8).map(|i| (0..3).map(|b| f64::from((i >> b) & 1)).collect()).collect();
+    let cube: Vec<Vec<f64>> = (0..8)
+        .map(|i| (0..3).map(|b| f64::from((i >> b) & 1)).collect())
+        .collect();
     let hull = identity_hull(cube).unwrap();
     let queries = modeaudit::blackbox::draw_latents(2000, 3, 1).mapv(|v| f64::from(v) * 0.6 + 0.5);
     for q in queries.outer_iter() {
         let inside = q.iter().all(|&v| (0.0..=1.0).contains(&v));
-        assert_eq!(hull.contains_projected(q.as_slice().unwrap()), inside, "{q:?}");
+        assert_eq!(
+            hull.contains_projected(q.as_slice().unwrap()),
+            inside,
+            "{q:?}"
+        );
     }
     // The standard simplex in 4-D: x_i >= 0 and sum <= 1.
     let mut simplex = vec![vec![0.0; 4]];
@@ -76,16 +88,24 @@ fn test_hull_membership_matches_brute_force_on_simple_shapes_and_clouds() {
     let queries = modeaudit::blackbox::draw_latents(2000, 4, 2).mapv(|v| f64::from(v).abs() * 0.4);
     for q in queries.outer_iter() {
         let inside = q.sum() <= 1.0;
-        assert_eq!(hull.contains_projected(q.as_slice().unwrap()), inside, "{q:?}");
+        assert_eq!(
+            hull.contains_projected(q.as_slice().unwrap()),
+            inside,
+            "{q:?}"
+        );
     }
     // Random clouds in 2-D and 3-D against Caratheodory's brute force. A
     // query within 1e-7 of the boundary may go either way (the stated
     // tolerance); every other one must agree.
     for (d, n, seed) in [(2usize, 15usize, 3u64), (3, 12, 4), (3, 20, 5)] {
         let cloud = modeaudit::blackbox::draw_latents(n, d, seed);
-        let points: Vec<Vec<f64>> = cloud.outer_iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
+        let points: Vec<Vec<f64>> = cloud
+            .outer_iter()
+            .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+            .collect();
         let hull = identity_hull(points.clone()).unwrap();
-        let queries = modeaudit::blackbox::draw_latents(400, d, seed + 100).mapv(|v| f64::from(v) * 0.8);
+        let queries =
+            modeaudit::blackbox::draw_latents(400, d, seed + 100).mapv(|v| f64::from(v) * 0.8);
         let mut checked = 0;
         for q in queries.outer_iter() {
             let q = q.to_vec();
@@ -93,7 +113,11 @@ fn test_hull_membership_matches_brute_force_on_simple_shapes_and_clouds() {
             if margin.abs() < 1e-7 {
                 continue;
             }
-            assert_eq!(hull.contains_projected(&q), margin > 0.0, "cloud d={d} n={n}: {q:?} margin {margin}");
+            assert_eq!(
+                hull.contains_projected(&q),
+                margin > 0.0,
+                "cloud d={d} n={n}: {q:?} margin {margin}"
+            );
             checked += 1;
         }
         assert!(checked > 350);
@@ -110,8 +134,22 @@ fn test_hull_membership_matches_brute_force_on_simple_shapes_and_clouds() {
 
 #[test]
 fn test_hull_refuses_degenerate_input() {
-    let err = identity_hull(vec![vec![0.0, 0.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]]).unwrap_err();
-    assert!(matches!(err, HullProblem::TooFewPoints { points: 3, needed: 4 }), "{err}");
+    let err = identity_hull(vec![
+        vec![0.0, 0.0, 0.0],
+        vec![1.0, 0.0, 0.0],
+        vec![0.0, 1.0, 0.0],
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HullProblem::TooFewPoints {
+                points: 3,
+                needed: 4
+            }
+        ),
+        "{err}"
+    );
     // Codes in a plane of a 6-D latent space, projected to 3-D.
     let flat = Array2::from_shape_fn((50, 6), |(i, j)| match j {
         0 => (i as f32).sin(),
@@ -119,14 +157,20 @@ fn test_hull_refuses_degenerate_input() {
         _ => 0.0,
     });
     let err = Hull::build(flat.view(), 3, 1e-9).unwrap_err();
-    assert!(matches!(err, HullProblem::Flat { dims: 3, rank: 2 }), "{err}");
+    assert!(
+        matches!(err, HullProblem::Flat { dims: 3, rank: 2 }),
+        "{err}"
+    );
 }
 
 #[test]
 fn test_rejection_sampling_keeps_codes_inside_at_the_stated_rate() {
     // A hull around the codes with z_0 > 1 (about 16% of the prior) in 8-D.
     let z = modeaudit::blackbox::draw_latents(20_000, 8, 7);
-    let rows: Vec<usize> = (0..z.nrows()).filter(|&i| z[[i, 0]] > 1.0).take(400).collect();
+    let rows: Vec<usize> = (0..z.nrows())
+        .filter(|&i| z[[i, 0]] > 1.0)
+        .take(400)
+        .collect();
     let codes = z.select(ndarray::Axis(0), &rows);
     let hull = Hull::build(codes.view(), 3, 1e-9).unwrap();
     let share = hull.prior_share(100_000, 1);
@@ -137,16 +181,32 @@ fn test_rejection_sampling_keeps_codes_inside_at_the_stated_rate() {
     // binomial with sd sqrt(p (1 - p) / m); 5 sd bound.
     let m = stats.drawn_inside as f64;
     let kept_share = stats.kept_inside as f64 / m;
-    assert!((kept_share - accept).abs() < 5.0 * (accept * (1.0 - accept) / m).sqrt(), "{kept_share}");
+    assert!(
+        (kept_share - accept).abs() < 5.0 * (accept * (1.0 - accept) / m).sqrt(),
+        "{kept_share}"
+    );
     // Among kept codes, the share inside is share * a / (1 - share (1 - a)).
-    let inside = kept.outer_iter().filter(|r| hull.contains(r.view())).count() as f64 / n as f64;
+    let inside = kept
+        .outer_iter()
+        .filter(|r| hull.contains(r.view()))
+        .count() as f64
+        / n as f64;
     let expected = share * accept / (1.0 - share * (1.0 - accept));
-    assert!((inside - expected).abs() < 5.0 * (expected * (1.0 - expected) / n as f64).sqrt() + 0.003, "inside {inside}, expected {expected}");
+    assert!(
+        (inside - expected).abs() < 5.0 * (expected * (1.0 - expected) / n as f64).sqrt() + 0.003,
+        "inside {inside}, expected {expected}"
+    );
     // The acceptance rate is 1 - share (1 - a).
     let rate = n as f64 / stats.drawn as f64;
-    assert!((rate - (1.0 - share * (1.0 - accept))).abs() < 0.01, "rate {rate}");
+    assert!(
+        (rate - (1.0 - share * (1.0 - accept))).abs() < 0.01,
+        "rate {rate}"
+    );
     // Reproducible under the seed.
-    assert_eq!(hull.rejection_sample(100, accept, 9).0, hull.rejection_sample(100, accept, 9).0);
+    assert_eq!(
+        hull.rejection_sample(100, accept, 9).0,
+        hull.rejection_sample(100, accept, 9).0
+    );
 }
 
 /// The collapsed model of the calibration tests and its collapse-free
@@ -180,8 +240,24 @@ fn fd(ws: &Workspace, a: &str, b: &str) -> f64 {
 #[test]
 fn test_both_methods_reduce_the_planted_collapse() {
     let ws = Workspace::new();
-    sampling::sample(&ws.catalog, "collapsed", COLLAPSED, N, Some(1), Progress::hidden()).unwrap();
-    sampling::sample(&ws.catalog, "healthy", HEALTHY, N, Some(2), Progress::hidden()).unwrap();
+    sampling::sample(
+        &ws.catalog,
+        "collapsed",
+        COLLAPSED,
+        N,
+        Some(1),
+        Progress::hidden(),
+    )
+    .unwrap();
+    sampling::sample(
+        &ws.catalog,
+        "healthy",
+        HEALTHY,
+        N,
+        Some(2),
+        Progress::hidden(),
+    )
+    .unwrap();
     let before = anchors_audit(&ws, "collapsed");
     let modes = audit::find_modes(
         &ws.catalog,
@@ -216,8 +292,16 @@ fn test_both_methods_reduce_the_planted_collapse() {
         let report = calibrate::fit(&ws.catalog, &options).unwrap();
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         let target = format!("calibrated-{}", method.as_str());
-        let s = sampling::sample_calibrated(&ws.catalog, &target, report.calibration_id, N, Some(3), &RunOptions::default(), Progress::hidden())
-            .unwrap();
+        let s = sampling::sample_calibrated(
+            &ws.catalog,
+            &target,
+            report.calibration_id,
+            N,
+            Some(3),
+            &RunOptions::default(),
+            Progress::hidden(),
+        )
+        .unwrap();
         assert_eq!(s.calibration_id, Some(report.calibration_id));
         let after = anchors_audit(&ws, &target);
         let cmp = compare::compare(&ws.catalog, before.audit_id, after.audit_id).unwrap();
@@ -237,14 +321,34 @@ fn test_both_methods_reduce_the_planted_collapse() {
         );
         // Stated factor: the targeted mode's neighbour rate at least halves,
         // and so does the worst-case count of random anchors (equal sizes).
-        assert!(cmp.mode_rate_ratio <= 0.5, "{}: mode rate ratio {}", method.as_str(), cmp.mode_rate_ratio);
-        let (w0, w1) = (before.worst.unwrap().score.neighbors, after.worst.unwrap().score.neighbors);
-        assert!(2 * w1 <= w0, "{}: worst anchor {w0} -> {w1}", method.as_str());
+        assert!(
+            cmp.mode_rate_ratio <= 0.5,
+            "{}: mode rate ratio {}",
+            method.as_str(),
+            cmp.mode_rate_ratio
+        );
+        let (w0, w1) = (
+            before.worst.unwrap().score.neighbors,
+            after.worst.unwrap().score.neighbors,
+        );
+        assert!(
+            2 * w1 <= w0,
+            "{}: worst anchor {w0} -> {w1}",
+            method.as_str()
+        );
         // The mean MCCS does not rise (beyond two standard errors of noise).
         let slack = 2.0 * (before.population.std_error + after.population.std_error);
-        assert!(after.population.mean <= before.population.mean + slack, "{}: mean MCCS rose", method.as_str());
+        assert!(
+            after.population.mean <= before.population.mean + slack,
+            "{}: mean MCCS rose",
+            method.as_str()
+        );
         // Closer to the collapse-free reference than the collapsed model was.
-        assert!(fd_after < fd_before, "{}: FD {fd_after} >= {fd_before}", method.as_str());
+        assert!(
+            fd_after < fd_before,
+            "{}: FD {fd_after} >= {fd_before}",
+            method.as_str()
+        );
         // The calibration is stored with its parameters and drawn again alike.
         let (record, fitted) = calibrate::load(&ws.catalog, report.calibration_id).unwrap();
         assert_eq!(record.calibration.method, method.as_str());
@@ -255,24 +359,87 @@ fn test_both_methods_reduce_the_planted_collapse() {
 #[test]
 fn test_calibrate_errors_are_clear() {
     let ws = Workspace::new();
-    ws.ok(&["sample", "--model", "h", "--generator", HEALTHY, "--n", "3000", "--seed", "1"]);
+    ws.ok(&[
+        "sample",
+        "--model",
+        "h",
+        "--generator",
+        HEALTHY,
+        "--n",
+        "3000",
+        "--seed",
+        "1",
+    ]);
     let err = ws.fails(&["calibrate", "--model", "h", "--method", "gmm"]);
     assert!(err.contains("no audit yet"), "{err}");
-    ws.ok(&["audit", "--model", "h", "--anchors", "200", "--search", "exact"]);
+    ws.ok(&[
+        "audit",
+        "--model",
+        "h",
+        "--anchors",
+        "200",
+        "--search",
+        "exact",
+    ]);
     // A hull around a healthy anchor: nothing denser to thin out.
-    let err = ws.fails(&["calibrate", "--model", "h", "--method", "hull", "--points", "40", "--dims", "3"]);
-    assert!(err.contains("not below 1") || err.contains("no neighbour"), "{err}");
-    let err = ws.fails(&["calibrate", "--model", "h", "--method", "hull", "--points", "3", "--dims", "4"]);
+    let err = ws.fails(&[
+        "calibrate",
+        "--model",
+        "h",
+        "--method",
+        "hull",
+        "--points",
+        "40",
+        "--dims",
+        "3",
+    ]);
+    assert!(
+        err.contains("not below 1") || err.contains("no neighbour"),
+        "{err}"
+    );
+    let err = ws.fails(&[
+        "calibrate",
+        "--model",
+        "h",
+        "--method",
+        "hull",
+        "--points",
+        "3",
+        "--dims",
+        "4",
+    ]);
     assert!(err.contains("cannot make a hull"), "{err}");
-    let err = ws.fails(&["calibrate", "--model", "h", "--method", "gmm", "--components", "0"]);
+    let err = ws.fails(&[
+        "calibrate",
+        "--model",
+        "h",
+        "--method",
+        "gmm",
+        "--components",
+        "0",
+    ]);
     assert!(err.contains("--components"), "{err}");
     let err = ws.fails(&["sample", "--model", "x", "--calibration", "42", "--n", "10"]);
     assert!(err.contains("no calibration 42"), "{err}");
     // Imported samples have no latent codes to reshape.
     let e = ws.path("e.npy");
     crate::common::write_npy(&e, &modeaudit::blackbox::draw_latents(100, 8, 1));
-    ws.ok(&["ingest", "--model", "imp", "--embeddings", e.to_str().unwrap()]);
-    ws.ok(&["audit", "--model", "imp", "--anchors", "10", "--search", "exact"]);
+    ws.ok(&[
+        "ingest",
+        "--model",
+        "imp",
+        "--embeddings",
+        e.to_str().unwrap(),
+    ]);
+    ws.ok(&[
+        "audit",
+        "--model",
+        "imp",
+        "--anchors",
+        "10",
+        "--search",
+        "exact",
+    ]);
     let err = ws.fails(&["calibrate", "--model", "imp", "--method", "gmm"]);
     assert!(err.contains("without latent codes"), "{err}");
 }

@@ -22,13 +22,19 @@ fn close(a: &Array2<f32>, b: &Array2<f32>, tol: f32) -> bool {
 }
 
 fn count(ws: &Workspace) -> u64 {
-    ws.json(&["sql", "SELECT count(*) FROM samples"])["rows"][0][0].as_u64().unwrap()
+    ws.json(&["sql", "SELECT count(*) FROM samples"])["rows"][0][0]
+        .as_u64()
+        .unwrap()
 }
 
 /// Writes a Parquet file from a SQL query, with DuckDB.
 fn parquet(path: &std::path::Path, query: &str) {
     let conn = duckdb::Connection::open_in_memory().unwrap();
-    conn.execute_batch(&format!("COPY ({query}) TO '{}' (FORMAT parquet)", path.display())).unwrap();
+    conn.execute_batch(&format!(
+        "COPY ({query}) TO '{}' (FORMAT parquet)",
+        path.display()
+    ))
+    .unwrap();
 }
 
 #[test]
@@ -38,36 +44,85 @@ fn test_ingest_npy_npz_and_parquet_then_export_round_trip() {
     let z = rows(300, 8, 2);
     write_npy(&ws.path("e.npy"), &e);
     write_npy(&ws.path("z.npy"), &z);
-    let r = ws.json(&["ingest", "--model", "m", "--embeddings", ws.path("e.npy").to_str().unwrap(), "--latents", ws.path("z.npy").to_str().unwrap()]);
-    assert_eq!((r["n"].as_u64(), r["embed_dim"].as_u64(), r["latent_dim"].as_u64()), (Some(300), Some(16), Some(8)));
+    let r = ws.json(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        ws.path("e.npy").to_str().unwrap(),
+        "--latents",
+        ws.path("z.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (
+            r["n"].as_u64(),
+            r["embed_dim"].as_u64(),
+            r["latent_dim"].as_u64()
+        ),
+        (Some(300), Some(16), Some(8))
+    );
 
     // An .npz holding both, found by their conventional names.
     let npz = ws.path("both.npz");
     {
         let mut w = ndarray_npy::NpzWriter::new_compressed(std::fs::File::create(&npz).unwrap());
         w.add_array("embeddings", &rows(100, 16, 3)).unwrap();
-        w.add_array("latents", &rows(100, 8, 4).mapv(f64::from)).unwrap();
+        w.add_array("latents", &rows(100, 8, 4).mapv(f64::from))
+            .unwrap();
         w.finish().unwrap();
     }
     let npz_arg = npz.to_str().unwrap();
-    ws.ok(&["ingest", "--model", "m", "--embeddings", npz_arg, "--latents", npz_arg]);
+    ws.ok(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        npz_arg,
+        "--latents",
+        npz_arg,
+    ]);
 
     // Parquet with list columns of doubles, read by DuckDB's own reader.
     let pq = ws.path("more.parquet");
-    parquet(&pq, "SELECT i, [cos(i + j) FOR j IN range(16)] AS embedding, [sin(i * j) + 2 FOR j IN range(8)] AS latent FROM range(50) t(i)");
+    parquet(
+        &pq,
+        "SELECT i, [cos(i + j) FOR j IN range(16)] AS embedding, [sin(i * j) + 2 FOR j IN range(8)] AS latent FROM range(50) t(i)",
+    );
     let pq_arg = pq.to_str().unwrap();
-    ws.ok(&["ingest", "--model", "m", "--embeddings", pq_arg, "--latents", pq_arg]);
+    ws.ok(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        pq_arg,
+        "--latents",
+        pq_arg,
+    ]);
     assert_eq!(count(&ws), 450);
 
     // The stored rows are the normalised inputs, in order.
-    let (_, stored) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog).unwrap().embeddings("m", 0).unwrap();
+    let (_, stored) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog)
+        .unwrap()
+        .embeddings("m", 0)
+        .unwrap();
     let first = stored.slice(ndarray::s![..300, ..]).to_owned();
     assert!(close(&first, &unit(&e), 1e-6));
-    let (_, latents) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog).unwrap().latents("m", 0).unwrap();
+    let (_, latents) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog)
+        .unwrap()
+        .latents("m", 0)
+        .unwrap();
     assert_eq!(latents.slice(ndarray::s![..300, ..]), z);
 
     // Export as .npy: the same arrays come back, with the latest audit.
-    ws.ok(&["audit", "--model", "m", "--anchors", "40", "--search", "exact"]);
+    ws.ok(&[
+        "audit",
+        "--model",
+        "m",
+        "--anchors",
+        "40",
+        "--search",
+        "exact",
+    ]);
     let out = ws.path("out");
     let report = ws.json(&["export", "--model", "m", "--out", out.to_str().unwrap()]);
     assert_eq!(report["n_samples"], 450);
@@ -80,19 +135,52 @@ fn test_ingest_npy_npz_and_parquet_then_export_round_trip() {
     assert_eq!(zback, latents);
     let scores: Array2<f64> = ndarray_npy::read_npy(out.join("anchor_scores.npy")).unwrap();
     assert_eq!(scores.dim(), (40, 4));
-    assert!(scores.column(0).windows(2).into_iter().all(|w| w[0] >= w[1]), "worst first");
+    assert!(
+        scores
+            .column(0)
+            .windows(2)
+            .into_iter()
+            .all(|w| w[0] >= w[1]),
+        "worst first"
+    );
 
     // Export as Parquet, read back by DuckDB, and ingest again into a new
     // model: the same vectors.
     let pout = ws.path("pout");
-    ws.ok(&["export", "--model", "m", "--out", pout.to_str().unwrap(), "--format", "parquet"]);
+    ws.ok(&[
+        "export",
+        "--model",
+        "m",
+        "--out",
+        pout.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ]);
     let samples = pout.join("samples.parquet");
-    ws.ok(&["ingest", "--model", "copy", "--embeddings", samples.to_str().unwrap(), "--latents", samples.to_str().unwrap()]);
-    let (_, copied) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog).unwrap().embeddings("copy", 0).unwrap();
+    ws.ok(&[
+        "ingest",
+        "--model",
+        "copy",
+        "--embeddings",
+        samples.to_str().unwrap(),
+        "--latents",
+        samples.to_str().unwrap(),
+    ]);
+    let (_, copied) = modeaudit::catalog::Catalog::open_read_only(&ws.catalog)
+        .unwrap()
+        .embeddings("copy", 0)
+        .unwrap();
     assert!(close(&copied, &stored, 1e-6));
     let conn = duckdb::Connection::open_in_memory().unwrap();
     let n: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM '{}'", pout.join("anchor_scores.parquet").display()), [], |r| r.get(0))
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM '{}'",
+                pout.join("anchor_scores.parquet").display()
+            ),
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 40);
 }
@@ -102,7 +190,13 @@ fn test_ingest_refuses_bad_input_naming_file_and_row() {
     let ws = Workspace::new();
     let good = rows(20, 6, 1);
     write_npy(&ws.path("good.npy"), &good);
-    ws.ok(&["ingest", "--model", "m", "--embeddings", ws.path("good.npy").to_str().unwrap()]);
+    ws.ok(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        ws.path("good.npy").to_str().unwrap(),
+    ]);
     let before = count(&ws);
     let fails = |args: &[&str]| ws.fails(args);
     let arg = |name: &str| ws.path(name).to_str().unwrap().to_string();
@@ -111,7 +205,10 @@ fn test_ingest_refuses_bad_input_naming_file_and_row() {
     nan[[7, 2]] = f32::NAN;
     write_npy(&ws.path("nan.npy"), &nan);
     let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("nan.npy")]);
-    assert!(err.contains("nan.npy") && err.contains("row 7 holds NaN"), "{err}");
+    assert!(
+        err.contains("nan.npy") && err.contains("row 7 holds NaN"),
+        "{err}"
+    );
 
     let mut inf = rows(10, 6, 3);
     inf[[4, 0]] = f32::INFINITY;
@@ -133,11 +230,17 @@ fn test_ingest_refuses_bad_input_naming_file_and_row() {
     bytes.truncate(bytes.len() - 10);
     std::fs::write(ws.path("short.npy"), &bytes).unwrap();
     let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("short.npy")]);
-    assert!(err.contains("short.npy") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("short.npy") && err.contains("truncated"),
+        "{err}"
+    );
 
     std::fs::write(ws.path("junk.npy"), b"hello world").unwrap();
     let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("junk.npy")]);
-    assert!(err.contains("junk.npy") && err.contains("corrupt or truncated"), "{err}");
+    assert!(
+        err.contains("junk.npy") && err.contains("corrupt or truncated"),
+        "{err}"
+    );
 
     let ints: Array2<i32> = Array2::ones((3, 6));
     ndarray_npy::write_npy(ws.path("ints.npy"), &ints).unwrap();
@@ -145,17 +248,52 @@ fn test_ingest_refuses_bad_input_naming_file_and_row() {
     assert!(err.contains("dtype <i4"), "{err}");
 
     write_npy(&ws.path("z3.npy"), &rows(3, 4, 6));
-    let err = fails(&["ingest", "--model", "n", "--embeddings", &arg("good.npy"), "--latents", &arg("z3.npy")]);
-    assert!(err.contains("3 latent codes for the 20 embeddings"), "{err}");
+    let err = fails(&[
+        "ingest",
+        "--model",
+        "n",
+        "--embeddings",
+        &arg("good.npy"),
+        "--latents",
+        &arg("z3.npy"),
+    ]);
+    assert!(
+        err.contains("3 latent codes for the 20 embeddings"),
+        "{err}"
+    );
 
     parquet(&ws.path("text.parquet"), "SELECT 'abc' AS embedding");
-    let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("text.parquet")]);
-    assert!(err.contains("has type VARCHAR; expected a list of floats"), "{err}");
-    parquet(&ws.path("ragged.parquet"), "SELECT [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] AS embedding UNION ALL SELECT [1.0, 2.0]");
-    let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("ragged.parquet")]);
+    let err = fails(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        &arg("text.parquet"),
+    ]);
+    assert!(
+        err.contains("has type VARCHAR; expected a list of floats"),
+        "{err}"
+    );
+    parquet(
+        &ws.path("ragged.parquet"),
+        "SELECT [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] AS embedding UNION ALL SELECT [1.0, 2.0]",
+    );
+    let err = fails(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        &arg("ragged.parquet"),
+    ]);
     assert!(err.contains("row 1 has 2 values"), "{err}");
     parquet(&ws.path("other.parquet"), "SELECT [1.0, 2.0] AS vec");
-    let err = fails(&["ingest", "--model", "m", "--embeddings", &arg("other.parquet")]);
+    let err = fails(&[
+        "ingest",
+        "--model",
+        "m",
+        "--embeddings",
+        &arg("other.parquet"),
+    ]);
     assert!(err.contains("no column \"embedding\""), "{err}");
 
     // The same vectors again would look exactly like collapse.
@@ -163,5 +301,8 @@ fn test_ingest_refuses_bad_input_naming_file_and_row() {
     assert!(err.contains("already imported"), "{err}");
 
     assert_eq!(count(&ws), before, "nothing of any refused file was stored");
-    assert_eq!(ws.json(&["sql", "SELECT count(*) FROM models"])["rows"][0][0], 1);
+    assert_eq!(
+        ws.json(&["sql", "SELECT count(*) FROM models"])["rows"][0][0],
+        1
+    );
 }

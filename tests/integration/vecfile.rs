@@ -42,7 +42,11 @@ fn test_parse_npy_says_what_is_wrong() {
     let mut extra = npy(&array![[1.0f32]]);
     extra.extend_from_slice(b"xx");
     assert!(parse_npy(&extra).unwrap_err().contains("2 bytes after"));
-    assert!(parse_npy(b"\x93NUMPY garbage").unwrap_err().contains("header"));
+    assert!(
+        parse_npy(b"\x93NUMPY garbage")
+            .unwrap_err()
+            .contains("header")
+    );
     assert!(parse_npy(b"").is_err());
 }
 
@@ -60,7 +64,15 @@ fn test_parse_npz_picks_the_named_only_or_preferred_array() {
     assert_eq!((name.as_str(), e.dim()), ("embeddings", (1, 2)));
     let (_, z) = parse_npz(&bytes, Some("latents"), &[]).unwrap();
     assert_eq!(z.dim(), (1, 3));
-    assert!(parse_npz(&bytes, None, &["x"]).unwrap_err().contains("name the one"));
-    assert!(parse_npz(&bytes, Some("nope"), &[]).unwrap_err().contains("no array named"));
+    assert!(
+        parse_npz(&bytes, None, &["x"])
+            .unwrap_err()
+            .contains("name the one")
+    );
+    assert!(
+        parse_npz(&bytes, Some("nope"), &[])
+            .unwrap_err()
+            .contains("no array named")
+    );
     assert!(parse_npz(b"PK\x03\x04rubbish", None, &[]).is_err());
 }

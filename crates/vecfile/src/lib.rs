@@ -50,7 +50,8 @@ enum Float {
 /// holds), and so that no buffer larger than the file is ever allocated.
 pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Array2<f32>, String> {
     let mut cursor = Cursor::new(bytes);
-    let header = Header::from_reader(&mut cursor).map_err(|e| format!("not a valid .npy header ({e})"))?;
+    let header =
+        Header::from_reader(&mut cursor).map_err(|e| format!("not a valid .npy header ({e})"))?;
     let descriptor = header.type_descriptor.to_string();
     let descriptor = descriptor.trim_matches(|c| c == '\'' || c == '"');
     let float = match descriptor {
@@ -88,9 +89,8 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Array2<f32>, String> {
     }
     let result = match (shape.len(), float) {
         (1, Float::F32) => Array1::<f32>::read_npy(bytes).map(|v| v.insert_axis(ndarray::Axis(0))),
-        (1, Float::F64) => {
-            Array1::<f64>::read_npy(bytes).map(|v| v.mapv(|x| x as f32).insert_axis(ndarray::Axis(0)))
-        }
+        (1, Float::F64) => Array1::<f64>::read_npy(bytes)
+            .map(|v| v.mapv(|x| x as f32).insert_axis(ndarray::Axis(0))),
         (2, Float::F32) => Array2::<f32>::read_npy(bytes),
         (2, Float::F64) => Array2::<f64>::read_npy(bytes).map(|m| m.mapv(|x| x as f32)),
         (rank, _) => {
@@ -119,12 +119,17 @@ pub fn parse_npz(
     name: Option<&str>,
     preferred: &[&str],
 ) -> std::result::Result<(String, Array2<f32>), String> {
-    let mut archive =
-        NpzReader::new(Cursor::new(bytes)).map_err(|e| format!("not a readable .npz archive ({e})"))?;
-    let names = archive.names().map_err(|e| format!("not a readable .npz archive ({e})"))?;
+    let mut archive = NpzReader::new(Cursor::new(bytes))
+        .map_err(|e| format!("not a readable .npz archive ({e})"))?;
+    let names = archive
+        .names()
+        .map_err(|e| format!("not a readable .npz archive ({e})"))?;
     // NumPy stores array `x` as member `x.npy`; ndarray-npy lists the names
     // without the suffix, and accepts them either way.
-    let plain: Vec<String> = names.iter().map(|n| n.trim_end_matches(".npy").to_string()).collect();
+    let plain: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches(".npy").to_string())
+        .collect();
     let chosen = match name {
         Some(name) => {
             if !plain.iter().any(|n| n == name) {
@@ -138,10 +143,15 @@ pub fn parse_npz(
             .find(|p| plain.iter().any(|n| n == *p))
             .map(|p| p.to_string())
             .ok_or_else(|| {
-                format!("holds arrays {plain:?}; name the one to read (expected one of {preferred:?})")
+                format!(
+                    "holds arrays {plain:?}; name the one to read (expected one of {preferred:?})"
+                )
             })?,
     };
-    let index = plain.iter().position(|n| *n == chosen).expect("chosen from the list");
+    let index = plain
+        .iter()
+        .position(|n| *n == chosen)
+        .expect("chosen from the list");
     // Read the member's raw bytes so that the .npy parser above checks it.
     let member = names[index].clone();
     let raw = read_npz_member(bytes, &member).map_err(|e| format!("array {chosen:?}: {e}"))?;
@@ -161,11 +171,20 @@ fn read_npz_member(bytes: &[u8], member: &str) -> std::result::Result<Vec<u8>, S
         format!("{member}.npy")
     };
     let mut entry = zip.by_name(&file_name).map_err(|e| e.to_string())?;
-    let limit = entry.compressed_size().saturating_mul(64).saturating_add(1 << 20);
+    let limit = entry
+        .compressed_size()
+        .saturating_mul(64)
+        .saturating_add(1 << 20);
     if entry.size() > limit {
-        return Err(format!("claims to expand to {} bytes, too many for its size", entry.size()));
+        return Err(format!(
+            "claims to expand to {} bytes, too many for its size",
+            entry.size()
+        ));
     }
     let mut out = Vec::with_capacity(entry.size() as usize);
-    (&mut entry).take(limit).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    (&mut entry)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
