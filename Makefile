@@ -54,6 +54,7 @@ fmt:
 # Criterion benchmarks (same profile as everything else).
 bench: prereqs
 	$(CARGO) bench --profile release --locked --bench search
+	$(CARGO) bench --profile release --locked --bench update
 
 # Side-by-side comparison with NumPy, faiss and hnswlib (installs them into
 # a virtual environment of its own).

@@ -46,3 +46,13 @@ FROM samples x, worst w
 WHERE x.model = w.model
 ORDER BY distance
 LIMIT 10;
+
+-- How each model's audits moved over time (updates follow their parents).
+SELECT model, audit_id, kind, parent_audit_id, n_samples,
+       round(mccs_mean, 4) AS mccs_mean, round(mccs_mean_change, 4) AS change,
+       worst_sample_id, round(worst_rate, 5) AS worst_rate, worst_mode_moved
+FROM audit_history ORDER BY model, audit_id;
+
+-- The batches each audit saw.
+SELECT audit_id, model, count(*) AS batches, sum(n) AS samples
+FROM audit_batches GROUP BY ALL ORDER BY audit_id;

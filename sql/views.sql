@@ -56,3 +56,37 @@ SELECT audit_id,
        max(mccs) AS mccs_max
 FROM regions
 GROUP BY audit_id, model, region;
+
+-- How each model's population MCCS and worst-case mode moved across its
+-- audits, oldest first: an update's row follows its parent's, with the
+-- change in mean MCCS and in the worst-case mode's neighbour rate.
+CREATE OR REPLACE VIEW audit_history AS
+SELECT model,
+       audit_id,
+       kind,
+       parent_audit_id,
+       created_at,
+       n_samples,
+       n_anchors,
+       search,
+       mccs_mean,
+       mccs_std,
+       mccs_max,
+       worst_sample_id,
+       worst_neighbors,
+       worst_neighbors / greatest(n_samples - 1, 1)::DOUBLE AS worst_rate,
+       mccs_mean - lag(mccs_mean) OVER w AS mccs_mean_change,
+       worst_sample_id IS DISTINCT FROM lag(worst_sample_id) OVER w AS worst_mode_moved
+FROM audits
+WHERE kind <> 'modes'
+WINDOW w AS (PARTITION BY model ORDER BY audit_id);
+
+-- Which batches each audit covers: those whose samples it saw (ids up to
+-- its max_sample_id). Audits stored before schema version 3 do not record
+-- it and are left out.
+CREATE OR REPLACE VIEW audit_batches AS
+SELECT a.audit_id, a.model, b.batch_id, b.n, b.seed, b.chunk
+FROM audits a
+JOIN batches b ON b.model = a.model
+WHERE a.max_sample_id IS NOT NULL
+  AND (SELECT min(s.sample_id) FROM samples s WHERE s.batch_id = b.batch_id) <= a.max_sample_id;

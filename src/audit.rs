@@ -12,7 +12,7 @@ use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::catalog::{AnchorRow, Catalog, NewAudit};
+use crate::catalog::{AnchorRole, AnchorRow, Catalog, NewAudit};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexParams, ModelIndex, SyncAction, radius::Scratch};
 use crate::progress::Progress;
@@ -30,6 +30,10 @@ pub struct AuditOptions {
     pub radius: Option<f64>,
     pub search: SearchMode,
     pub seed: u64,
+    /// Reuse the random anchors of this audit instead of drawing new ones
+    /// (`anchors` and `seed` are then ignored): a full recomputation that an
+    /// incremental update can be checked against.
+    pub anchors_from: Option<i64>,
     pub index_params: IndexParams,
 }
 
@@ -37,6 +41,7 @@ pub struct AuditOptions {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct AnchorResult {
     pub sample_id: i64,
+    pub role: AnchorRole,
     #[serde(flatten)]
     pub score: AnchorScore,
 }
@@ -93,6 +98,43 @@ pub fn draw_anchor_rows(n: usize, count: usize, seed: u64) -> Vec<usize> {
     rows
 }
 
+/// The rows (positions in `ids`) of the random anchors of a stored audit.
+fn anchor_rows_of(
+    catalog_path: &Path,
+    model: &str,
+    audit_id: i64,
+    ids: &[i64],
+) -> Result<Vec<usize>> {
+    let catalog = Catalog::open(catalog_path)?;
+    let audit = catalog.audit(audit_id)?;
+    if audit.model != model {
+        return Err(Error::InvalidArgument(format!(
+            "audit {audit_id} is of model {:?}, not {model:?}",
+            audit.model
+        )));
+    }
+    let mut rows = Vec::new();
+    for row in catalog.anchor_rows(audit_id)? {
+        if row.role != AnchorRole::Random {
+            continue;
+        }
+        let position = ids
+            .binary_search(&row.sample_id)
+            .map_err(|_| Error::UnknownSample {
+                model: model.to_string(),
+                sample_id: row.sample_id,
+            })?;
+        rows.push(position);
+    }
+    if rows.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "audit {audit_id} has no random anchors"
+        )));
+    }
+    rows.sort_unstable();
+    Ok(rows)
+}
+
 /// Sorts anchors worst first: most neighbours, ties to the smallest id.
 fn sort_worst_first(anchors: &mut [AnchorResult]) {
     anchors.sort_by(|a, b| {
@@ -123,13 +165,18 @@ pub fn run_audit(
             options.model
         )));
     }
-    if options.anchors == 0 || options.anchors > n {
-        return Err(Error::InvalidArgument(format!(
-            "--anchors must be between 1 and the number of samples ({n}), got {}",
-            options.anchors
-        )));
-    }
-    let rows = draw_anchor_rows(n, options.anchors, options.seed);
+    let rows = match options.anchors_from {
+        Some(audit_id) => anchor_rows_of(catalog_path, &options.model, audit_id, &ids)?,
+        None => {
+            if options.anchors == 0 || options.anchors > n {
+                return Err(Error::InvalidArgument(format!(
+                    "--anchors must be between 1 and the number of samples ({n}), got {}",
+                    options.anchors
+                )));
+            }
+            draw_anchor_rows(n, options.anchors, options.seed)
+        }
+    };
     let dir = index::model_index_dir(catalog_path, &options.model);
     let published = index::published_coverage(&dir);
     let (mode, reason) = match options.search {
@@ -194,6 +241,7 @@ pub fn run_audit(
         .zip(&sums)
         .map(|(&row, &s)| AnchorResult {
             sample_id: ids[row],
+            role: AnchorRole::Random,
             score: AnchorScore::from_sums(s, n as u64),
         })
         .collect();
@@ -202,6 +250,7 @@ pub fn run_audit(
     let worst = anchors.first().copied();
     let params = serde_json::json!({
         "seed": options.seed,
+        "anchors_from": options.anchors_from,
         "requested_search": options.search,
         "search_reason": reason,
         "index": if mode == SearchMode::Hnsw { serde_json::to_value(options.index_params).ok() } else { None },
@@ -218,6 +267,7 @@ pub fn run_audit(
         theta: kernel.theta(),
         radius: kernel.radius(),
         n_samples: n as u64,
+        max_sample_id: ids[n - 1],
         n_anchors: anchors.len() as u64,
         search: mode.as_str().into(),
         mccs_mean: Some(population.mean),
@@ -250,11 +300,16 @@ pub fn run_audit(
     })
 }
 
-fn store(catalog_path: &Path, audit: &NewAudit, anchors: &[AnchorResult]) -> Result<i64> {
+pub(crate) fn store(
+    catalog_path: &Path,
+    audit: &NewAudit,
+    anchors: &[AnchorResult],
+) -> Result<i64> {
     let rows: Vec<AnchorRow> = anchors
         .iter()
         .map(|a| AnchorRow {
             sample_id: a.sample_id,
+            role: a.role,
             neighbors: a.score.neighbors,
             similarity_sum: a.score.similarity_sum,
             expected_similarity: a.score.expected_similarity,
@@ -339,6 +394,7 @@ pub fn find_modes(
         .iter()
         .map(|id| AnchorResult {
             sample_id: idx.sample_ids()[*id as usize],
+            role: AnchorRole::Mode,
             score: AnchorScore::from_sums(by_id[id], n as u64),
         })
         .collect();
@@ -361,6 +417,7 @@ pub fn find_modes(
         theta: kernel.theta(),
         radius: kernel.radius(),
         n_samples: n as u64,
+        max_sample_id: idx.sample_ids()[n - 1],
         n_anchors: anchors.len() as u64,
         search: "hnsw".into(),
         mccs_mean: Some(population.mean),

@@ -263,6 +263,8 @@ pub fn ingest(catalog_path: &Path, options: &IngestOptions) -> Result<IngestRepo
         source: &source,
         seed: None,
         calibration_id: None,
+        chunk: 0,
+        run_n: embeddings.nrows() as u64,
         latents: latents.as_ref(),
         embeddings: &embeddings,
     })?;

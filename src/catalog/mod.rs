@@ -22,20 +22,31 @@ use std::path::{Path, PathBuf};
 
 use duckdb::{Config, Connection, OptionalExt, params};
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 pub use arrow_io::{SampleRows, query_to_json};
 
 /// Schema version this program writes and fully understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations by target version: applying entry `i` takes a catalog from
 /// version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../sql/schema_v1.sql"),
     include_str!("../../sql/schema_v2.sql"),
+    include_str!("../../sql/schema_v3.sql"),
+];
+
+/// The views of `sql/views.sql`, dropped before a migration so that no view
+/// stands in the way of an `ALTER TABLE`; they are created again after it.
+const VIEW_NAMES: &[&str] = &[
+    "latest_audit",
+    "densest_anchors",
+    "study_regions",
+    "audit_history",
+    "audit_batches",
 ];
 
 const VIEWS: &str = include_str!("../../sql/views.sql");
@@ -66,6 +77,26 @@ pub struct BatchRecord {
     pub seed: Option<u64>,
 }
 
+/// One batch of a sampling run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunBatch {
+    pub batch_id: i64,
+    pub chunk: u32,
+    pub n: u64,
+    /// Samples the whole run asked for.
+    pub run_n: u64,
+    pub source: String,
+    pub calibration_id: Option<i64>,
+}
+
+/// What a drop removed (or would remove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DropCounts {
+    pub batches: usize,
+    pub samples: usize,
+    pub audits: usize,
+}
+
 /// A new batch to commit.
 pub struct NewBatch<'a> {
     /// The model; created in the batch's transaction if it does not exist,
@@ -74,6 +105,12 @@ pub struct NewBatch<'a> {
     pub source: &'a str,
     pub seed: Option<u64>,
     pub calibration_id: Option<i64>,
+    /// Number of this batch within its sampling run (0 for a run of one
+    /// batch); the run's batches share `seed`.
+    pub chunk: u32,
+    /// Samples the whole run asked for (this batch's size for a run of one
+    /// batch).
+    pub run_n: u64,
     /// Latent codes, one row per sample, when known.
     pub latents: Option<&'a Array2<f32>>,
     /// Unit embeddings, one row per sample.
@@ -104,6 +141,9 @@ pub struct NewAudit {
     pub theta: f64,
     pub radius: f64,
     pub n_samples: u64,
+    /// Largest sample id the audit saw: it saw every sample of the model up
+    /// to this id, and an update adds the samples after it.
+    pub max_sample_id: i64,
     pub n_anchors: u64,
     pub search: String,
     pub mccs_mean: Option<f64>,
@@ -115,10 +155,43 @@ pub struct NewAudit {
     pub params: serde_json::Value,
 }
 
+/// Why a sample is an anchor of an audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnchorRole {
+    /// Drawn at random: these make the population statistics.
+    Random,
+    /// Added by an update because it lies in a new dense region; reported
+    /// apart so that audits of one lineage stay comparable.
+    Added,
+    /// One of the distinct modes of a `modes` audit.
+    Mode,
+}
+
+impl AnchorRole {
+    /// The name stored in `anchor_scores.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnchorRole::Random => "random",
+            AnchorRole::Added => "added",
+            AnchorRole::Mode => "mode",
+        }
+    }
+
+    fn parse(text: &str) -> AnchorRole {
+        match text {
+            "added" => AnchorRole::Added,
+            "mode" => AnchorRole::Mode,
+            _ => AnchorRole::Random,
+        }
+    }
+}
+
 /// One anchor's stored scores.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AnchorRow {
     pub sample_id: i64,
+    pub role: AnchorRole,
     pub neighbors: u64,
     pub similarity_sum: f64,
     pub expected_similarity: f64,
@@ -135,6 +208,9 @@ pub struct AuditRecord {
     pub theta: f64,
     pub radius: f64,
     pub n_samples: u64,
+    /// Largest sample id the audit saw (unknown for audits stored before
+    /// schema version 3).
+    pub max_sample_id: Option<i64>,
     pub n_anchors: u64,
     pub search: String,
     pub mccs_mean: Option<f64>,
@@ -142,6 +218,8 @@ pub struct AuditRecord {
     pub mccs_max: Option<f64>,
     pub worst_sample_id: Option<i64>,
     pub worst_neighbors: Option<u64>,
+    pub elapsed_s: f64,
+    pub created_at: String,
     pub params: serde_json::Value,
 }
 
@@ -222,6 +300,13 @@ impl Catalog {
                 known: SCHEMA_VERSION,
             });
         }
+        if version < SCHEMA_VERSION {
+            // An older catalog: migrate it once (briefly as a writer), so
+            // that readers see the tables and views this program expects.
+            drop(catalog);
+            drop(Catalog::open(path)?);
+            return Catalog::open_read_only(path);
+        }
         Ok(catalog)
     }
 
@@ -265,6 +350,15 @@ impl Catalog {
                 found: version,
                 known: SCHEMA_VERSION,
             });
+        }
+        if version < SCHEMA_VERSION && version > 0 {
+            let drop: String = VIEW_NAMES
+                .iter()
+                .map(|v| format!("DROP VIEW IF EXISTS {v};\n"))
+                .collect();
+            self.conn
+                .execute_batch(&drop)
+                .map_err(|e| Error::catalog("drop views before a migration", e))?;
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let target = index as i64 + 1;
@@ -433,15 +527,17 @@ impl Catalog {
             )
             .map_err(|e| Error::catalog("allocate batch ids", e))?;
         tx.execute(
-            "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id, chunk, run_n) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             params![
                 batch_id,
                 model.model,
                 batch.source,
                 batch.seed,
                 n as i64,
-                batch.calibration_id
+                batch.calibration_id,
+                batch.chunk,
+                batch.run_n as i64
             ],
         )
         .map_err(|e| Error::catalog("insert batch", e))?;
@@ -526,7 +622,8 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT sample_id, neighbors, similarity_sum, expected_similarity, mccs \
+                "SELECT sample_id, neighbors, similarity_sum, expected_similarity, mccs, \
+                        coalesce(role, 'random') \
                  FROM anchor_scores WHERE audit_id = ? ORDER BY neighbors DESC, sample_id",
             )
             .map_err(|e| Error::catalog("read anchor scores", e))?;
@@ -538,6 +635,7 @@ impl Catalog {
                     similarity_sum: row.get(2)?,
                     expected_similarity: row.get(3)?,
                     mccs: row.get(4)?,
+                    role: AnchorRole::parse(&row.get::<_, String>(5)?),
                 })
             })
             .map_err(|e| Error::catalog("read anchor scores", e))?
@@ -558,24 +656,40 @@ impl Catalog {
     /// Latent codes of the given samples of a model, in the order given;
     /// refuses samples that do not exist or have no code.
     pub fn latents_of(&self, model: &str, ids: &[i64]) -> Result<Array2<f32>> {
-        let record = self.require_model(model)?;
+        let dim = self.require_model(model)?.latent_dim;
+        self.vectors_of(model, ids, "latent", dim)
+    }
+
+    /// Embeddings of the given samples of a model, in the order given;
+    /// refuses samples that do not exist.
+    pub fn embeddings_of(&self, model: &str, ids: &[i64]) -> Result<Array2<f32>> {
+        let dim = self.require_model(model)?.embed_dim;
+        self.vectors_of(model, ids, "embedding", dim)
+    }
+
+    fn vectors_of(
+        &self,
+        model: &str,
+        ids: &[i64],
+        column: &str,
+        dim: usize,
+    ) -> Result<Array2<f32>> {
         let list = ids
             .iter()
             .map(i64::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let list = if list.is_empty() {
+            "NULL".to_string()
+        } else {
+            list
+        };
         let sql = format!(
-            "SELECT sample_id, latent FROM samples WHERE model = ? AND sample_id > ? \
-             AND sample_id IN ({}) ORDER BY sample_id",
-            if list.is_empty() {
-                "NULL".to_string()
-            } else {
-                list
-            }
+            "SELECT sample_id, {column} FROM samples WHERE model = ? AND sample_id > ? \
+             AND sample_id IN ({list}) AND {column} IS NOT NULL ORDER BY sample_id"
         );
-        let (found, rows) =
-            arrow_io::read_vectors(&self.conn, &sql, model, i64::MIN, record.latent_dim)?;
-        let mut out = Array2::<f32>::zeros((ids.len(), record.latent_dim));
+        let (found, rows) = arrow_io::read_vectors(&self.conn, &sql, model, i64::MIN, dim)?;
+        let mut out = Array2::<f32>::zeros((ids.len(), dim));
         for (i, id) in ids.iter().enumerate() {
             let row = found.binary_search(id).map_err(|_| Error::UnknownSample {
                 model: model.to_string(),
@@ -586,41 +700,181 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The batches of the sampling run of `model` that used `seed`, by
+    /// chunk number.
+    pub fn run_batches(&self, model: &str, seed: u64) -> Result<Vec<RunBatch>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT batch_id, coalesce(chunk, 0), n, coalesce(run_n, n), source, calibration_id \
+                 FROM batches WHERE model = ? AND seed = ? ORDER BY chunk, batch_id",
+            )
+            .map_err(|e| Error::catalog("read the batches of a run", e))?;
+        let rows = stmt
+            .query_map(params![model, seed], |row| {
+                Ok(RunBatch {
+                    batch_id: row.get(0)?,
+                    chunk: row.get::<_, i64>(1)? as u32,
+                    n: row.get::<_, i64>(2)? as u64,
+                    run_n: row.get::<_, i64>(3)? as u64,
+                    source: row.get(4)?,
+                    calibration_id: row.get(5)?,
+                })
+            })
+            .map_err(|e| Error::catalog("read the batches of a run", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("read the batches of a run", e))?;
+        Ok(rows)
+    }
+
+    /// The seed of the model's most recent sampling run, if any.
+    pub fn latest_run_seed(&self, model: &str) -> Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT seed FROM batches WHERE model = ? AND seed IS NOT NULL \
+                 ORDER BY batch_id DESC LIMIT 1",
+                params![model],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| Error::catalog("find the latest run", e))
+    }
+
+    /// Number of distinct sampling runs (seeds) of a model.
+    pub fn run_count(&self, model: &str) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT count(DISTINCT seed) FROM batches WHERE model = ?",
+                params![model],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("count runs", e))
+    }
+
+    /// The model's batches, oldest first.
+    pub fn batches(&self, model: &str) -> Result<Vec<BatchRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT b.batch_id, b.model, min(s.sample_id), b.n, b.seed FROM batches b \
+                 LEFT JOIN samples s USING (batch_id) WHERE b.model = ? \
+                 GROUP BY ALL ORDER BY b.batch_id",
+            )
+            .map_err(|e| Error::catalog("list batches", e))?;
+        let rows = stmt
+            .query_map(params![model], |row| {
+                Ok(BatchRecord {
+                    batch_id: row.get(0)?,
+                    model: row.get(1)?,
+                    first_sample_id: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    n: row.get::<_, i64>(3)? as usize,
+                    seed: row.get(4)?,
+                })
+            })
+            .map_err(|e| Error::catalog("list batches", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("list batches", e))?;
+        Ok(rows)
+    }
+
+    /// Removes a model and everything that hangs on it (batches, samples,
+    /// audits and their scores, calibrations fitted on it) in one
+    /// transaction. The caller removes the model's index folder.
+    pub fn drop_model(&mut self, model: &str) -> Result<DropCounts> {
+        self.require_model(model)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| Error::catalog("begin drop", e))?;
+        let counts = drop_where(&tx, model, None)?;
+        tx.execute("DELETE FROM calibrations WHERE model = ?", params![model])
+            .map_err(|e| Error::catalog("drop calibrations", e))?;
+        tx.execute("DELETE FROM models WHERE model = ?", params![model])
+            .map_err(|e| Error::catalog("drop model", e))?;
+        tx.commit().map_err(|e| Error::catalog("commit drop", e))?;
+        Ok(counts)
+    }
+
+    /// The model a batch belongs to.
+    pub fn batch_model(&self, batch_id: i64) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT model FROM batches WHERE batch_id = ?",
+                params![batch_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| Error::catalog("find batch", e))?
+            .ok_or_else(|| Error::InvalidArgument(format!("no batch {batch_id} in the catalog")))
+    }
+
+    /// Removes one batch, its samples and every audit of its model that saw
+    /// any of them (their scores counted those samples), in one
+    /// transaction. The caller removes the model's index folder.
+    pub fn drop_batch(&mut self, batch_id: i64) -> Result<(String, DropCounts)> {
+        let model = self.batch_model(batch_id)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| Error::catalog("begin drop", e))?;
+        let counts = drop_where(&tx, &model, Some(batch_id))?;
+        tx.commit().map_err(|e| Error::catalog("commit drop", e))?;
+        Ok((model, counts))
+    }
+
+    /// What dropping a model, or one of its batches, would remove (works
+    /// on a read-only catalog).
+    pub fn drop_preview(&self, model: &str, batch_id: Option<i64>) -> Result<DropCounts> {
+        let (first_id, batch_filter) = drop_scope(&self.conn, batch_id)?;
+        let count = |sql: String, p: &[&dyn duckdb::ToSql]| -> Result<usize> {
+            self.conn
+                .query_row(&sql, p, |row| row.get::<_, i64>(0))
+                .map(|n| n as usize)
+                .map_err(|e| Error::catalog("preview the drop", e))
+        };
+        Ok(DropCounts {
+            batches: count(
+                format!("SELECT count(*) FROM batches WHERE model = ? {batch_filter}"),
+                &[&model],
+            )?,
+            samples: count(
+                format!("SELECT count(*) FROM samples WHERE model = ? {batch_filter}"),
+                &[&model],
+            )?,
+            audits: count(
+                format!("SELECT count(*) FROM audits WHERE {DROP_AUDITS}"),
+                &[&model, &first_id],
+            )?,
+        })
+    }
+
     /// A stored audit's summary.
     pub fn audit(&self, audit_id: i64) -> Result<AuditRecord> {
         self.conn
             .query_row(
-                "SELECT audit_id, model, kind, parent_audit_id, theta, radius, n_samples, n_anchors, \
-                        search, mccs_mean, mccs_std, mccs_max, worst_sample_id, worst_neighbors, \
-                        params::VARCHAR \
-                 FROM audits WHERE audit_id = ?",
+                &format!("{AUDIT_COLUMNS} WHERE audit_id = ?"),
                 params![audit_id],
-                |row| {
-                    let params: Option<String> = row.get(14)?;
-                    Ok(AuditRecord {
-                        audit_id: row.get(0)?,
-                        model: row.get(1)?,
-                        kind: row.get(2)?,
-                        parent_audit_id: row.get(3)?,
-                        theta: row.get(4)?,
-                        radius: row.get(5)?,
-                        n_samples: row.get::<_, i64>(6)? as u64,
-                        n_anchors: row.get::<_, i64>(7)? as u64,
-                        search: row.get(8)?,
-                        mccs_mean: row.get(9)?,
-                        mccs_std: row.get(10)?,
-                        mccs_max: row.get(11)?,
-                        worst_sample_id: row.get(12)?,
-                        worst_neighbors: row.get::<_, Option<i64>>(13)?.map(|n| n as u64),
-                        params: params
-                            .and_then(|p| serde_json::from_str(&p).ok())
-                            .unwrap_or(serde_json::Value::Null),
-                    })
-                },
+                audit_record,
             )
             .optional()
             .map_err(|e| Error::catalog(format!("read audit {audit_id}"), e))?
             .ok_or(Error::UnknownAudit(audit_id))
+    }
+
+    /// Every audit of a model, oldest first.
+    pub fn audits(&self, model: &str) -> Result<Vec<AuditRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{AUDIT_COLUMNS} WHERE model = ? ORDER BY audit_id"
+            ))
+            .map_err(|e| Error::catalog("list audits", e))?;
+        let rows = stmt
+            .query_map(params![model], audit_record)
+            .map_err(|e| Error::catalog("list audits", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::catalog("list audits", e))?;
+        Ok(rows)
     }
 
     /// Stores a calibration; returns its id.
@@ -799,9 +1053,9 @@ impl Catalog {
             .map_err(|e| Error::catalog("allocate audit id", e))?;
         tx.execute(
             "INSERT INTO audits (audit_id, model, kind, parent_audit_id, theta, radius, \
-             n_samples, n_anchors, search, mccs_mean, mccs_std, mccs_max, worst_sample_id, \
-             worst_neighbors, elapsed_s, tool_version, params) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::JSON)",
+             n_samples, max_sample_id, n_anchors, search, mccs_mean, mccs_std, mccs_max, \
+             worst_sample_id, worst_neighbors, elapsed_s, tool_version, params) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::JSON)",
             params![
                 audit_id,
                 audit.model,
@@ -810,6 +1064,7 @@ impl Catalog {
                 audit.theta,
                 audit.radius,
                 audit.n_samples as i64,
+                audit.max_sample_id,
                 audit.n_anchors as i64,
                 audit.search,
                 audit.mccs_mean,
@@ -835,7 +1090,8 @@ impl Catalog {
                         row.neighbors as i64,
                         row.similarity_sum,
                         row.expected_similarity,
-                        row.mccs
+                        row.mccs,
+                        row.role.as_str()
                     ])
                     .map_err(|e| Error::catalog("append anchor scores", e))?;
             }
@@ -884,6 +1140,97 @@ impl Catalog {
     pub fn query_json(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>)> {
         query_to_json(&self.conn, sql)
     }
+}
+
+/// The audits a drop removes: those of the model that saw a sample at or
+/// after the first dropped one. Audits from before schema 3 (which do not
+/// record what they saw) go too.
+const DROP_AUDITS: &str = "model = ? AND (max_sample_id IS NULL OR max_sample_id >= ?)";
+
+/// The first sample id a drop removes, and the filter that restricts a drop
+/// to one batch (none for a whole model).
+fn drop_scope(conn: &Connection, batch_id: Option<i64>) -> Result<(i64, String)> {
+    let Some(id) = batch_id else {
+        return Ok((i64::MIN, String::new()));
+    };
+    let first: i64 = conn
+        .query_row(
+            "SELECT coalesce(min(sample_id), 9223372036854775807) FROM samples WHERE batch_id = ?",
+            params![id],
+            |row| row.get(0),
+        )
+        .map_err(|e| Error::catalog("find the batch's samples", e))?;
+    Ok((first, format!("AND batch_id = {id}")))
+}
+
+/// Deletes the samples of a model (or of one of its batches), their
+/// batches, and the audits that saw any of them with their scores.
+fn drop_where(conn: &Connection, model: &str, batch_id: Option<i64>) -> Result<DropCounts> {
+    let fail = |e| Error::catalog("drop samples", e);
+    let (first_id, batch_filter) = drop_scope(conn, batch_id)?;
+    conn.execute(
+        &format!(
+            "DELETE FROM anchor_scores WHERE audit_id IN \
+             (SELECT audit_id FROM audits WHERE {DROP_AUDITS})"
+        ),
+        params![model, first_id],
+    )
+    .map_err(fail)?;
+    let audits = conn
+        .execute(
+            &format!("DELETE FROM audits WHERE {DROP_AUDITS}"),
+            params![model, first_id],
+        )
+        .map_err(fail)?;
+    let samples = conn
+        .execute(
+            &format!("DELETE FROM samples WHERE model = ? {batch_filter}"),
+            params![model],
+        )
+        .map_err(fail)?;
+    let batches = conn
+        .execute(
+            &format!("DELETE FROM batches WHERE model = ? {batch_filter}"),
+            params![model],
+        )
+        .map_err(fail)?;
+    Ok(DropCounts {
+        batches,
+        samples,
+        audits,
+    })
+}
+
+/// The columns [`audit_record`] reads, in its order.
+const AUDIT_COLUMNS: &str = "SELECT audit_id, model, kind, parent_audit_id, theta, radius, \
+     n_samples, max_sample_id, n_anchors, search, mccs_mean, mccs_std, mccs_max, \
+     worst_sample_id, worst_neighbors, elapsed_s, created_at::VARCHAR, params::VARCHAR \
+     FROM audits";
+
+fn audit_record(row: &duckdb::Row<'_>) -> duckdb::Result<AuditRecord> {
+    let params: Option<String> = row.get(17)?;
+    Ok(AuditRecord {
+        audit_id: row.get(0)?,
+        model: row.get(1)?,
+        kind: row.get(2)?,
+        parent_audit_id: row.get(3)?,
+        theta: row.get(4)?,
+        radius: row.get(5)?,
+        n_samples: row.get::<_, i64>(6)? as u64,
+        max_sample_id: row.get(7)?,
+        n_anchors: row.get::<_, i64>(8)? as u64,
+        search: row.get(9)?,
+        mccs_mean: row.get(10)?,
+        mccs_std: row.get(11)?,
+        mccs_max: row.get(12)?,
+        worst_sample_id: row.get(13)?,
+        worst_neighbors: row.get::<_, Option<i64>>(14)?.map(|n| n as u64),
+        elapsed_s: row.get(15)?,
+        created_at: row.get(16)?,
+        params: params
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or(serde_json::Value::Null),
+    })
 }
 
 /// Turns DuckDB's lock conflict into [`Error::CatalogLocked`].

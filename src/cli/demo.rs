@@ -13,7 +13,6 @@ use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use modeaudit::audit::{self, AuditOptions, AuditReport, ModesOptions};
-use modeaudit::blackbox::RunOptions;
 use modeaudit::blackbox::synthetic::Simulator;
 use modeaudit::calibrate::{self, CalibrateOptions, CalibrateReport, Method};
 use modeaudit::catalog::Catalog;
@@ -61,6 +60,7 @@ pub fn run(
             radius: None,
             search: SearchMode::Auto,
             seed: 0,
+            anchors_from: None,
             index_params: IndexParams::default(),
         };
         audits.push(audit::run_audit(&catalog, &options, progress)?);
@@ -140,7 +140,7 @@ pub fn run(
             report.calibration_id,
             n,
             Some(3),
-            &RunOptions::default(),
+            &modeaudit::sampling::SampleOptions::default(),
             progress,
         )?;
         let audited = audit::run_audit(
@@ -152,6 +152,7 @@ pub fn run(
                 radius: None,
                 search: SearchMode::Auto,
                 seed: 0,
+                anchors_from: None,
                 index_params: IndexParams::default(),
             },
             progress,

@@ -22,7 +22,8 @@ use modeaudit::index::{self, IndexParams};
 use modeaudit::ingest::{self, ExportFormat, IngestOptions};
 use modeaudit::progress::Progress;
 use modeaudit::search::SearchMode;
-use modeaudit::{sampling, vecfile};
+use modeaudit::update::{self, ModeCheck, UpdateOptions};
+use modeaudit::{maintenance, sampling, vecfile};
 
 use output::Output;
 
@@ -186,10 +187,15 @@ enum Command {
         /// Number of samples to add.
         #[arg(long)]
         n: usize,
-        /// Seed of the latent codes (default: derived from the model and
-        /// its batch number). A seed already used for the model is refused.
+        /// Seed of the run's latent codes (default: derived from the model
+        /// and its run number). A seed already used for the model is
+        /// refused, unless its run was interrupted and this is the same
+        /// command: then the run continues where it stopped.
         #[arg(long)]
         seed: Option<u64>,
+        /// Samples committed per batch: a kill loses at most one chunk.
+        #[arg(long, default_value_t = sampling::DEFAULT_CHUNK)]
+        chunk: usize,
         /// Latent codes per call to the black box (default: its own choice).
         #[arg(long)]
         batch: Option<usize>,
@@ -320,11 +326,71 @@ enum Command {
         /// Seed of the anchor draw.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Reuse the random anchors of this audit instead of drawing new
+        /// ones (a full recomputation of the same anchors).
+        #[arg(long, value_name = "AUDIT_ID", conflicts_with = "update")]
+        anchors_from: Option<i64>,
+        /// Bring an earlier audit (default: the model's latest) up to date
+        /// with the samples added since, scanning only those.
+        #[arg(long, value_name = "AUDIT_ID", num_args = 0..=1)]
+        update: Option<Option<i64>>,
+        /// With --update: look for new samples denser than every anchor
+        /// through the index (auto: when the model has an index).
+        #[arg(long, value_enum, default_value_t = ModeCheck::Auto, requires = "update")]
+        mode_check: ModeCheck,
+        /// With --update: new samples the mode check counts.
+        #[arg(long, default_value_t = 64, requires = "update")]
+        candidates: usize,
+        /// With --update: add up to this many new samples denser than
+        /// every anchor as anchors (reported apart).
+        #[arg(long, default_value_t = 0, requires = "update")]
+        add_anchors: usize,
+        /// With --update: count added anchors in the population statistics.
+        #[arg(long, requires = "update")]
+        include_added: bool,
         /// Anchors to list in the table (all are stored).
         #[arg(long, default_value_t = 10)]
         show: usize,
         #[command(flatten)]
         index: IndexArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// How a model's population MCCS and worst-case mode moved across its
+    /// audits.
+    History {
+        #[arg(long)]
+        model: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check the catalog and every model's index; --repair rebuilds what
+    /// is stale and removes leftovers.
+    Check {
+        /// Only this model's index (default: every model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Bring stale or damaged indexes up to date and remove leftover
+        /// files.
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        index: IndexArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a model, or one batch, with the audits that saw its samples
+    /// and its index.
+    Drop {
+        /// The model to remove whole.
+        #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+        model: Option<String>,
+        /// The batch to remove (its model's audits that saw it go too).
+        #[arg(long)]
+        batch: Option<i64>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -423,6 +489,9 @@ impl Command {
         match self {
             Command::Sample { common, .. }
             | Command::Audit { common, .. }
+            | Command::History { common, .. }
+            | Command::Check { common, .. }
+            | Command::Drop { common, .. }
             | Command::Modes { common, .. }
             | Command::Calibrate { common, .. }
             | Command::Compare { common, .. }
@@ -455,6 +524,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Asks a yes-or-no question on stderr; refuses to guess when nobody can
+/// answer (stdin is not a terminal).
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{question} Not confirmed: stdin is not a terminal, pass --yes"
+    );
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -498,6 +582,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             seed,
             batch,
             timeout,
+            chunk,
             descriptor,
             ..
         } => {
@@ -505,10 +590,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                 timeout.is_finite() && timeout > 0.0,
                 "--timeout must be a positive number of seconds"
             );
-            let options = RunOptions {
-                timeout: Duration::from_secs_f64(timeout),
-                batch,
-                device: descriptor.device,
+            let options = sampling::SampleOptions {
+                run: RunOptions {
+                    timeout: Duration::from_secs_f64(timeout),
+                    batch,
+                    device: descriptor.device,
+                },
+                chunk,
             };
             let report = match (generator, calibration) {
                 (_, Some(id)) => {
@@ -605,11 +693,35 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Audit {
             model,
+            update: Some(audit_id),
+            mode_check,
+            candidates,
+            add_anchors,
+            include_added,
+            show,
+            index,
+            ..
+        } => {
+            let options = UpdateOptions {
+                model,
+                audit_id,
+                mode_check,
+                candidates,
+                add_anchors,
+                include_added,
+                index_params: index.params()?,
+            };
+            let report = update::update(catalog, &options, progress)?;
+            out.update(&report, show)
+        }
+        Command::Audit {
+            model,
             anchors,
             theta,
             radius,
             search,
             seed,
+            anchors_from,
             show,
             index,
             ..
@@ -621,6 +733,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 radius,
                 search,
                 seed,
+                anchors_from,
                 index_params: index.params()?,
             };
             let report = audit::run_audit(catalog, &options, progress)?;
@@ -695,6 +808,61 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             let synced = index::sync(catalog, &model, index.params()?, progress)?;
             out.index(&model, &synced)
+        }
+        Command::History { model, .. } => {
+            let catalog = Catalog::open_read_only(catalog)?;
+            catalog.require_model(&model)?;
+            out.history(&model, &catalog.audits(&model)?)
+        }
+        Command::Check {
+            model,
+            repair,
+            index,
+            ..
+        } => {
+            let report =
+                maintenance::check(catalog, model.as_deref(), repair, index.params()?, progress)?;
+            out.check(&report)?;
+            if !repair && !report.is_healthy() {
+                anyhow::bail!(
+                    "problems found; `modeaudit check --repair` mends what can be mended"
+                );
+            }
+            Ok(())
+        }
+        Command::Drop {
+            model, batch, yes, ..
+        } => {
+            let (target, preview) = {
+                let c = Catalog::open_read_only(catalog)?;
+                match (&model, batch) {
+                    (Some(model), _) => {
+                        c.require_model(model)?;
+                        (format!("model {model:?}"), c.drop_preview(model, None)?)
+                    }
+                    (None, Some(batch)) => {
+                        let model = c.batch_model(batch)?;
+                        (
+                            format!("batch {batch} of model {model:?}"),
+                            c.drop_preview(&model, Some(batch))?,
+                        )
+                    }
+                    (None, None) => unreachable!("clap requires --model or --batch"),
+                }
+            };
+            let what = format!(
+                "{target}: {} batches, {} samples, {} audits and the model's index",
+                preview.batches, preview.samples, preview.audits
+            );
+            if !yes && !confirm(&format!("remove {what}?"))? {
+                anyhow::bail!("nothing removed (answer y, or pass --yes)");
+            }
+            let dropped = match (model, batch) {
+                (Some(model), _) => maintenance::drop_model(catalog, &model)?,
+                (None, Some(batch)) => maintenance::drop_batch(catalog, batch)?,
+                (None, None) => unreachable!("clap requires --model or --batch"),
+            };
+            out.dropped(&target, &dropped)
         }
         Command::Models { .. } => {
             let summaries = Catalog::open_read_only(catalog)?.model_summaries()?;

@@ -8,11 +8,13 @@ use serde::Serialize;
 
 use modeaudit::audit::{AuditReport, NeighborReport};
 use modeaudit::calibrate::CalibrateReport;
-use modeaudit::catalog::ModelSummary;
+use modeaudit::catalog::{AuditRecord, DropCounts, ModelSummary};
 use modeaudit::compare::CompareReport;
-use modeaudit::index::Synced;
+use modeaudit::index::{IndexState, Synced};
 use modeaudit::ingest::{ExportReport, IngestReport};
+use modeaudit::maintenance::CheckReport;
 use modeaudit::sampling::SampleReport;
+use modeaudit::update::UpdateReport;
 
 /// Where and how results are printed.
 pub struct Output {
@@ -65,12 +67,23 @@ impl Output {
         if self.json {
             return self.json_value(r);
         }
+        if r.resumed > 0 {
+            self.line(&format!(
+                "model {}: resumed the interrupted run of seed {} ({} of {} samples were \
+                 already committed)",
+                r.model, r.seed, r.resumed, r.n
+            ))?;
+        }
+        let batches = match r.batch_ids.as_slice() {
+            [] => "no batch".to_string(),
+            [one] => format!("batch {one}"),
+            [first, .., last] => format!("batches {first}..={last}"),
+        };
         self.line(&format!(
-            "model {}: batch {} added {} samples (ids {}..={}, seed {}) in {:.2} s ({:.0} samples/s); \
-             the model now has {} samples",
+            "model {}: {batches} added {} samples (ids {}..={}, seed {}) in {:.2} s ({:.0} \
+             samples/s); the model now has {} samples",
             r.model,
-            r.batch_id,
-            r.n,
+            r.added,
             r.first_sample_id,
             r.last_sample_id,
             r.seed,
@@ -300,11 +313,12 @@ impl Output {
         ]);
         self.line(&stats.to_string())?;
         let label = if r.kind == "modes" { "mode" } else { "anchor" };
-        let mut anchors = table(&["rank", label, "neighbours", "rate", "E(a)", "MCCS"]);
+        let mut anchors = table(&["rank", label, "role", "neighbours", "rate", "E(a)", "MCCS"]);
         for (rank, a) in r.anchors.iter().take(show).enumerate() {
             anchors.add_row(vec![
                 (rank + 1).to_string(),
                 a.sample_id.to_string(),
+                a.role.as_str().to_string(),
                 a.score.neighbors.to_string(),
                 format!(
                     "{:.4}",
@@ -384,6 +398,165 @@ impl Output {
             s.elapsed_s,
             s.index.params().m,
             s.index.params().ef_construction
+        ))
+    }
+
+    pub fn update(&self, r: &UpdateReport, show: usize) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        let Some(audit) = &r.audit else {
+            return self.line(&format!(
+                "audit {} already covers every sample of its model; nothing stored",
+                r.parent_audit_id
+            ));
+        };
+        self.line(&format!(
+            "update of audit {}: {} new samples in {} batches, anchors brought up to date in \
+             {:.3} s",
+            r.parent_audit_id,
+            r.new_samples,
+            r.new_batches.len(),
+            r.update_s
+        ))?;
+        self.audit(audit, show)?;
+        match (&r.mode_check, &r.mode_check_skipped) {
+            (Some(m), _) => {
+                let densest = m.densest_new.map_or("none".to_string(), |d| {
+                    format!(
+                        "sample {} with {} neighbours",
+                        d.sample_id, d.score.neighbors
+                    )
+                });
+                self.line(&format!(
+                    "mode check: {} new samples counted through the index in {:.3} s (index \
+                     {:?} in {:.2} s); densest new: {densest}",
+                    m.candidates, m.check_s, m.index_action, m.index_s
+                ))?;
+                if m.new_worst {
+                    self.line(&format!(
+                        "NEW WORST-CASE MODE among the new samples: {densest}, more than every \
+                         anchor{}",
+                        if r.added.is_empty() {
+                            " (--add-anchors K adds such samples as anchors)"
+                        } else {
+                            ""
+                        }
+                    ))?;
+                }
+                for a in &r.added {
+                    self.line(&format!(
+                        "added anchor: sample {} ({} neighbours), kept out of the population \
+                         statistics unless --include-added",
+                        a.sample_id, a.score.neighbors
+                    ))?;
+                }
+            }
+            (None, Some(why)) => self.line(&format!("mode check skipped: {why}"))?,
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    pub fn history(&self, model: &str, audits: &[AuditRecord]) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(&serde_json::json!({ "model": model, "audits": audits }));
+        }
+        let mut t = table(&[
+            "audit",
+            "kind",
+            "parent",
+            "created",
+            "samples",
+            "anchors",
+            "search",
+            "MCCS mean",
+            "std",
+            "max",
+            "worst-case mode",
+            "neighbours",
+            "rate",
+        ]);
+        for a in audits {
+            let opt = |x: Option<f64>| x.map_or("-".into(), fmt_score);
+            t.add_row(vec![
+                a.audit_id.to_string(),
+                a.kind.clone(),
+                a.parent_audit_id.map_or("-".into(), |p| p.to_string()),
+                a.created_at.chars().take(19).collect(),
+                a.n_samples.to_string(),
+                a.n_anchors.to_string(),
+                a.search.clone(),
+                opt(a.mccs_mean),
+                opt(a.mccs_std),
+                opt(a.mccs_max),
+                a.worst_sample_id.map_or("-".into(), |id| id.to_string()),
+                a.worst_neighbors.map_or("-".into(), |n| n.to_string()),
+                a.worst_neighbors.map_or("-".into(), |n| {
+                    format!(
+                        "{:.4}",
+                        n as f64 / a.n_samples.saturating_sub(1).max(1) as f64
+                    )
+                }),
+            ]);
+        }
+        self.line(&format!("model {model}: {} audits", audits.len()))?;
+        self.line(&t.to_string())
+    }
+
+    pub fn check(&self, r: &CheckReport) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(r);
+        }
+        self.line(&format!(
+            "catalog {}: schema version {}, {} models, {} batches, {} samples",
+            r.catalog.display(),
+            r.schema_version,
+            r.models,
+            r.batches,
+            r.samples
+        ))?;
+        for problem in &r.catalog_problems {
+            self.line(&format!("catalog problem: {problem}"))?;
+        }
+        let mut t = table(&["model", "samples", "index", "leftover files", "repair"]);
+        for i in &r.indexes {
+            let state = match &i.found {
+                IndexState::Missing => "none yet (built on first use)".to_string(),
+                IndexState::Current => "current".to_string(),
+                IndexState::Behind { missing } => format!("behind by {missing} samples"),
+                IndexState::Stale => "stale (disagrees with the catalog)".to_string(),
+                IndexState::Damaged { reason } => format!("damaged: {reason}"),
+            };
+            t.add_row(vec![
+                i.model.clone(),
+                i.samples.to_string(),
+                state,
+                i.leftovers.len().to_string(),
+                i.repaired.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        self.line(&t.to_string())?;
+        for path in &r.orphan_indexes {
+            let done = if r.repaired { "removed" } else { "found" };
+            self.line(&format!("{done} an index of no model: {}", path.display()))?;
+        }
+        self.line(if r.is_healthy() {
+            "healthy"
+        } else if r.repaired {
+            "repaired what can be repaired (catalog problems, if any, are left to you)"
+        } else {
+            "needs attention"
+        })
+    }
+
+    pub fn dropped(&self, target: &str, d: &DropCounts) -> anyhow::Result<()> {
+        if self.json {
+            return self.json_value(&serde_json::json!({ "dropped": target, "removed": d }));
+        }
+        self.line(&format!(
+            "removed {target}: {} batches, {} samples, {} audits, and its index",
+            d.batches, d.samples, d.audits
         ))
     }
 

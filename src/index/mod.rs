@@ -458,6 +458,86 @@ pub fn published_coverage(dir: &Path) -> Option<(Coverage, IndexParams)> {
         .then_some((manifest.coverage, manifest.params))
 }
 
+/// The state of a model's index folder against the catalog's sample ids,
+/// as `modeaudit check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum IndexState {
+    /// No index yet: it is built on first use.
+    Missing,
+    /// Covers exactly the catalog's samples and loads.
+    Current,
+    /// Covers a prefix of the catalog's samples; the next use inserts the
+    /// rest.
+    Behind { missing: usize },
+    /// Covers samples the catalog no longer has, or in another order (a
+    /// dropped batch, a replaced catalog): rebuilt on next use.
+    Stale,
+    /// Cannot be read or loaded; rebuilt on next use.
+    Damaged { reason: String },
+}
+
+/// Compares a model's index folder with the catalog's sample ids. With
+/// `load`, a folder that claims to be current is also loaded, to catch
+/// damaged graph files.
+pub fn inspect(dir: &Path, ids: &[i64], load: bool) -> IndexState {
+    if !dir.join("current.json").exists() {
+        return IndexState::Missing;
+    }
+    let manifest = match read_manifest(dir) {
+        Ok(m) => m,
+        Err(e) => {
+            return IndexState::Damaged {
+                reason: e.to_string(),
+            };
+        }
+    };
+    if manifest.format_version != INDEX_FORMAT_VERSION {
+        return IndexState::Damaged {
+            reason: format!("format version {}", manifest.format_version),
+        };
+    }
+    let covered = manifest.coverage.n_points as usize;
+    if covered > ids.len() || Coverage::of(&ids[..covered]) != manifest.coverage {
+        return IndexState::Stale;
+    }
+    if covered < ids.len() {
+        return IndexState::Behind {
+            missing: ids.len() - covered,
+        };
+    }
+    if load {
+        if let Err(e) = ModelIndex::load(dir, true) {
+            return IndexState::Damaged {
+                reason: e.to_string(),
+            };
+        }
+    }
+    IndexState::Current
+}
+
+/// Files in a model's index folder that no published generation uses:
+/// older or unfinished generations, and a manifest that was never renamed
+/// into place (both left by a crash).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let live = read_manifest(dir)
+        .ok()
+        .map(|m| format!("gen-{}", m.generation));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name.starts_with("gen-") && Some(&name) != live.as_ref()) || name.ends_with(".tmp")
+        })
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    found
+}
+
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("current.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -488,12 +568,18 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// The folder beside a catalog that holds its models' indexes:
+/// `<catalog>.index`.
+pub fn index_root(catalog: &Path) -> PathBuf {
+    let mut root = catalog.as_os_str().to_owned();
+    root.push(".index");
+    PathBuf::from(root)
+}
+
 /// The folder of a model's index beside a catalog: `<catalog>.index/<key>`,
 /// where the key keeps the model name readable and adds a hash so that any
 /// name maps to a safe, distinct folder.
 pub fn model_index_dir(catalog: &Path, model: &str) -> PathBuf {
-    let mut root = catalog.as_os_str().to_owned();
-    root.push(".index");
     let readable: String = model
         .chars()
         .map(|c| {
@@ -506,7 +592,7 @@ pub fn model_index_dir(catalog: &Path, model: &str) -> PathBuf {
         .take(48)
         .collect();
     let hash = xxhash_rust::xxh3::xxh3_64(model.as_bytes());
-    PathBuf::from(root).join(format!("{readable}-{hash:016x}"))
+    index_root(catalog).join(format!("{readable}-{hash:016x}"))
 }
 
 /// How [`sync`] brought the index up to date.

@@ -177,9 +177,15 @@ impl ModelIndex {
     /// A density score for every point: the mean index distance (`1 - dot`)
     /// to its `nearest` closest bottom-layer links. Smaller means denser.
     pub fn link_density(&self, nearest: usize) -> Vec<f32> {
-        (0..self.len())
-            .into_par_iter()
-            .map(|id| {
+        let all: Vec<usize> = (0..self.len()).collect();
+        self.link_density_of(&all, nearest)
+    }
+
+    /// [`ModelIndex::link_density`] for the given data ids only, in their
+    /// order.
+    pub fn link_density_of(&self, rows: &[usize], nearest: usize) -> Vec<f32> {
+        rows.par_iter()
+            .map(|&id| {
                 let v = self.vector(id);
                 let mut dists: Vec<f32> = self
                     .links(id)
@@ -189,7 +195,7 @@ impl ModelIndex {
                 if dists.is_empty() {
                     return f32::INFINITY;
                 }
-                let take = nearest.min(dists.len());
+                let take = nearest.clamp(1, dists.len());
                 dists.select_nth_unstable_by(take - 1, f32::total_cmp);
                 dists[..take].iter().sum::<f32>() / take as f32
             })

@@ -25,6 +25,7 @@ fn audit(ws: &Workspace, search: SearchMode) -> audit::AuditReport {
         radius: None,
         search,
         seed: 3,
+        anchors_from: None,
         index_params: IndexParams::default(),
     };
     audit::run_audit(&ws.catalog, &options, Progress::hidden()).unwrap()

@@ -3,7 +3,6 @@
 //! the simulator's planted collapse, judged by auditing again.
 
 use modeaudit::audit::{self, AuditOptions, AuditReport, ModesOptions};
-use modeaudit::blackbox::RunOptions;
 use modeaudit::calibrate::hull::{Hull, HullProblem};
 use modeaudit::calibrate::{self, CalibrateOptions, Method};
 use modeaudit::catalog::Catalog;
@@ -225,6 +224,7 @@ fn anchors_audit(ws: &Workspace, model: &str) -> AuditReport {
         radius: None,
         search: SearchMode::Exact,
         seed: 1,
+        anchors_from: None,
         index_params: IndexParams::default(),
     };
     audit::run_audit(&ws.catalog, &options, Progress::hidden()).unwrap()
@@ -298,7 +298,7 @@ fn test_both_methods_reduce_the_planted_collapse() {
             report.calibration_id,
             N,
             Some(3),
-            &RunOptions::default(),
+            &modeaudit::sampling::SampleOptions::default(),
             Progress::hidden(),
         )
         .unwrap();

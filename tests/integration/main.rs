@@ -9,7 +9,10 @@
 //! - `calibrate`: hulls, rejection sampling, both calibrations end to end;
 //! - `onnx`: the committed digit models through the real ONNX Runtime;
 //! - `ingest`: imports and exports through .npy, .npz and Parquet;
-//! - `vecfile`: the vector-file parsers on good, bad and fuzzed bytes.
+//! - `vecfile`: the vector-file parsers on good, bad and fuzzed bytes;
+//! - `update`: incremental re-audits against full recomputations;
+//! - `durability`: kills at several moments, resumable runs, readers beside
+//!   a writer, check and repair, drop, and committed on-disk fixtures.
 
 mod accuracy;
 mod blackbox;
@@ -17,6 +20,8 @@ mod calibrate;
 mod catalog;
 mod cli;
 mod common;
+mod durability;
 mod ingest;
 mod onnx;
+mod update;
 mod vecfile;

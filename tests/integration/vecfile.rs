@@ -76,3 +76,29 @@ fn test_parse_npz_picks_the_named_only_or_preferred_array() {
     );
     assert!(parse_npz(b"PK\x03\x04rubbish", None, &[]).is_err());
 }
+
+/// Every input the fuzzer kept (`fuzz/corpus/<target>/`) and every input
+/// that once crashed a parser (`fuzz/regressions/<target>/`, kept by hand
+/// from `fuzz/artifacts/`) goes through the parsers again: each must give a
+/// matrix or an error, never a panic.
+#[test]
+fn test_fuzz_corpus_and_regressions_parse_without_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut seen = 0;
+    for folder in ["corpus", "regressions"] {
+        for target in ["npy", "npz"] {
+            let dir = root.join(folder).join(target);
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let outcome = std::panic::catch_unwind(|| match target {
+                    "npy" => parse_npy(&bytes).map(|_| ()),
+                    _ => parse_npz(&bytes, None, &["embeddings"]).map(|_| ()),
+                });
+                assert!(outcome.is_ok(), "{} panicked", entry.path().display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 100, "the committed fuzz corpus holds only {seen} inputs");
+}
