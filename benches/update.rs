@@ -109,7 +109,10 @@ fn main() {
     let (full, upd, check) = (median(full), median(upd), median(check));
     println!("update bench: {n} samples + {new} new (1%), {anchors} anchors, 512 dimensions");
     println!("  full exact audit of the same anchors : {full:8.3} s");
-    println!("  update (anchors brought up to date)  : {upd:8.3} s  = {:.2}% of full", 100.0 * upd / full);
+    println!(
+        "  update (anchors brought up to date)  : {upd:8.3} s  = {:.2}% of full",
+        100.0 * upd / full
+    );
     println!(
         "  mode check (counts through the index): {check:8.3} s  = {:.2}% of full",
         100.0 * check / full

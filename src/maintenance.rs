@@ -54,13 +54,17 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Whether nothing needs attention (a missing index is fine: it is
-    /// built on first use).
+    /// built on first use; so is one that is behind: the next use inserts
+    /// the new samples).
     pub fn is_healthy(&self) -> bool {
         self.catalog_problems.is_empty()
             && self.orphan_indexes.is_empty()
             && self.indexes.iter().all(|i| {
                 i.leftovers.is_empty()
-                    && matches!(i.found, IndexState::Current | IndexState::Missing)
+                    && matches!(
+                        i.found,
+                        IndexState::Current | IndexState::Missing | IndexState::Behind { .. }
+                    )
             })
     }
 }
@@ -149,7 +153,7 @@ pub fn check(
                 remove(path)?;
                 done.push(format!("removed {}", path.display()));
             }
-            if !matches!(found, IndexState::Current | IndexState::Missing) {
+            if matches!(found, IndexState::Stale | IndexState::Damaged { .. }) {
                 if matches!(found, IndexState::Damaged { .. }) {
                     // Loading a damaged generation may fail in new ways each
                     // time: start from nothing.

@@ -272,6 +272,21 @@ impl Catalog {
             conn,
             path: path.to_path_buf(),
         };
+        // Known shortcoming of the bundled DuckDB 2.0: checkpointing this
+        // catalog after a hull calibration was stored (the demo's steps)
+        // failed with "Information loss on integer cast: value 73955
+        // outside of target range [0, 65535]" and left the connection
+        // unusable; the commit itself was durable, and DuckDB's Python
+        // client at the same version checkpointed the same log without
+        // error. Turning off the string compressions (fsst, dictionary,
+        // zstd) one by one did not help; writing segments uncompressed did.
+        // Embeddings and latent codes are near-random floats that compress
+        // little, so the cost is small; lift this when a DuckDB release
+        // checkpoints the demo's catalog compressed (`make demo` shows it).
+        catalog
+            .conn
+            .execute_batch("SET force_compression = 'uncompressed'")
+            .map_err(|e| Error::catalog("configure storage", e))?;
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -308,6 +323,19 @@ impl Catalog {
             return Catalog::open_read_only(path);
         }
         Ok(catalog)
+    }
+
+    /// Folds the write-ahead log into the database file after each
+    /// committed write.
+    ///
+    /// Why by hand: a checkpoint that fails (see [`Catalog::open`] for the
+    /// one we met) then fails in the command that made the write, with the
+    /// write named, instead of in whichever later command crosses DuckDB's
+    /// automatic 16 MB threshold; and the next open has no log to replay.
+    fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .execute_batch("CHECKPOINT")
+            .map_err(|e| Error::catalog("checkpoint", e))
     }
 
     /// The file this catalog lives in.
@@ -562,6 +590,7 @@ impl Catalog {
                 .map_err(|e| Error::catalog("flush samples", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit batch", e))?;
+        self.checkpoint()?;
         Ok(BatchRecord {
             batch_id,
             model: model.model.clone(),
@@ -792,6 +821,7 @@ impl Catalog {
         tx.execute("DELETE FROM models WHERE model = ?", params![model])
             .map_err(|e| Error::catalog("drop model", e))?;
         tx.commit().map_err(|e| Error::catalog("commit drop", e))?;
+        self.checkpoint()?;
         Ok(counts)
     }
 
@@ -819,6 +849,7 @@ impl Catalog {
             .map_err(|e| Error::catalog("begin drop", e))?;
         let counts = drop_where(&tx, &model, Some(batch_id))?;
         tx.commit().map_err(|e| Error::catalog("commit drop", e))?;
+        self.checkpoint()?;
         Ok((model, counts))
     }
 
@@ -913,6 +944,7 @@ impl Catalog {
         .map_err(|e| Error::catalog("insert calibration", e))?;
         tx.commit()
             .map_err(|e| Error::catalog("commit calibration", e))?;
+        self.checkpoint()?;
         Ok(id)
     }
 
@@ -1100,6 +1132,7 @@ impl Catalog {
                 .map_err(|e| Error::catalog("flush anchor scores", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit audit", e))?;
+        self.checkpoint()?;
         Ok(audit_id)
     }
 

@@ -463,7 +463,8 @@ enum Command {
     },
     /// Run a read-only SQL query on the catalog.
     Sql {
-        /// The query.
+        /// The query (it may start with a `--` comment).
+        #[arg(allow_hyphen_values = true)]
         query: String,
         #[command(flatten)]
         common: Common,

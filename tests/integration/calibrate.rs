@@ -381,13 +381,20 @@ fn test_calibrate_errors_are_clear() {
         "--search",
         "exact",
     ]);
-    // A hull around a healthy anchor: nothing denser to thin out.
+    // A hull around the sparsest anchor: nothing denser to thin out.
+    let sparsest = ws.json(&[
+        "sql",
+        "SELECT sample_id FROM anchor_scores ORDER BY neighbors, sample_id LIMIT 1",
+    ])["rows"][0][0]
+        .to_string();
     let err = ws.fails(&[
         "calibrate",
         "--model",
         "h",
         "--method",
         "hull",
+        "--mode",
+        &sparsest,
         "--points",
         "40",
         "--dims",

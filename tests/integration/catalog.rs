@@ -65,6 +65,8 @@ fn test_catalog_round_trip_through_duckdb() {
             assert!((a - b).abs() < 1e-6, "row {i}");
         }
     }
+    drop(stmt);
+    drop(conn);
     // Reproducible: a second catalog with the same seed holds the same samples.
     let other = Workspace::new();
     other.ok(&[

@@ -68,12 +68,10 @@ fn test_successive_exact_updates_equal_full_audits() {
     let mut parent = first.audit_id;
     for (round, seed) in [11u64, 12, 13].into_iter().enumerate() {
         sample(&ws, 300 + 50 * round, seed);
-        let report = update::update(
-            &ws.catalog,
-            &update_options(ModeCheck::Never, 0),
-            Progress::hidden(),
-        )
-        .unwrap();
+        // The parent is named: the full audits of this test are newer.
+        let mut options = update_options(ModeCheck::Never, 0);
+        options.audit_id = Some(parent);
+        let report = update::update(&ws.catalog, &options, Progress::hidden()).unwrap();
         assert_eq!(report.parent_audit_id, parent);
         assert_eq!(report.new_samples, 300 + 50 * round);
         assert_eq!(report.new_batches.len(), 1);
@@ -85,7 +83,10 @@ fn test_successive_exact_updates_equal_full_audits() {
         assert_eq!(u.len(), f.len(), "same anchors");
         for (id, want) in &f {
             let got = u[id];
-            assert_eq!(got.score.neighbors, want.score.neighbors, "round {round}, anchor {id}");
+            assert_eq!(
+                got.score.neighbors, want.score.neighbors,
+                "round {round}, anchor {id}"
+            );
             assert!(
                 close(got.score.similarity_sum, want.score.similarity_sum),
                 "round {round}, anchor {id}: {} vs {}",
@@ -96,18 +97,24 @@ fn test_successive_exact_updates_equal_full_audits() {
         }
         assert!(close(updated.population.mean, full.population.mean));
         assert!(close(updated.population.std, full.population.std));
-        assert_eq!(updated.worst.unwrap().sample_id, full.worst.unwrap().sample_id);
+        assert_eq!(
+            updated.worst.unwrap().sample_id,
+            full.worst.unwrap().sample_id
+        );
         // The stored audit records its parent and what it saw.
-        let stored = Catalog::open(&ws.catalog).unwrap().audit(updated.audit_id).unwrap();
+        let stored = Catalog::open(&ws.catalog)
+            .unwrap()
+            .audit(updated.audit_id)
+            .unwrap();
         assert_eq!(stored.parent_audit_id, Some(parent));
         assert_eq!(stored.n_samples, full.n_samples);
         assert_eq!(stored.params["new_samples"], 300 + 50 * round as u64);
         parent = updated.audit_id;
     }
     // Nothing new: nothing stored.
-    let again =
-        update::update(&ws.catalog, &update_options(ModeCheck::Never, 0), Progress::hidden())
-            .unwrap();
+    let mut options = update_options(ModeCheck::Never, 0);
+    options.audit_id = Some(parent);
+    let again = update::update(&ws.catalog, &options, Progress::hidden()).unwrap();
     assert!(again.audit.is_none());
     assert_eq!(again.parent_audit_id, parent);
 }
@@ -118,20 +125,34 @@ fn test_hnsw_updates_stay_within_the_index_tolerance() {
     sample(&ws, 6000, 1);
     let first = full_audit(&ws, SearchMode::Hnsw, None);
     sample(&ws, 400, 2);
-    update::update(&ws.catalog, &update_options(ModeCheck::Auto, 0), Progress::hidden()).unwrap();
+    update::update(
+        &ws.catalog,
+        &update_options(ModeCheck::Auto, 0),
+        Progress::hidden(),
+    )
+    .unwrap();
     sample(&ws, 400, 3);
-    let report =
-        update::update(&ws.catalog, &update_options(ModeCheck::Auto, 0), Progress::hidden())
-            .unwrap();
+    let report = update::update(
+        &ws.catalog,
+        &update_options(ModeCheck::Auto, 0),
+        Progress::hidden(),
+    )
+    .unwrap();
     let updated = report.audit.unwrap();
     assert_eq!(updated.search, SearchMode::Hnsw);
-    assert!(report.mode_check.is_some(), "the model has an index, so the check ran");
+    assert!(
+        report.mode_check.is_some(),
+        "the model has an index, so the check ran"
+    );
     let exact = full_audit(&ws, SearchMode::Exact, Some(first.audit_id));
     let (u, e) = (by_id(&updated.anchors), by_id(&exact.anchors));
     let (mut found, mut total) = (0u64, 0u64);
     for (id, want) in &e {
         let got = u[id];
-        assert!(got.score.neighbors <= want.score.neighbors, "anchor {id} overcounted");
+        assert!(
+            got.score.neighbors <= want.score.neighbors,
+            "anchor {id} overcounted"
+        );
         found += got.score.neighbors;
         total += want.score.neighbors;
     }
@@ -146,14 +167,19 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
     sample(&ws, 5000, 1);
     // Few anchors, drawn so that none lies in the planted mode: the audit's
     // worst anchor is then an ordinary sample.
-    let generator = Catalog::open(&ws.catalog).unwrap().require_model("m").unwrap().generator;
+    let generator = Catalog::open(&ws.catalog)
+        .unwrap()
+        .require_model("m")
+        .unwrap()
+        .generator;
     let simulator =
-        Simulator::from_options(&generator, generator.strip_prefix("synthetic:").unwrap())
-            .unwrap();
+        Simulator::from_options(&generator, generator.strip_prefix("synthetic:").unwrap()).unwrap();
     let planted = |id: i64| {
         let (_, latent) = Catalog::open(&ws.catalog).unwrap().sample("m", id).unwrap();
         let latent = latent.unwrap();
-        simulator.planted_mode(ndarray::ArrayView1::from(&latent[..])).is_some()
+        simulator
+            .planted_mode(ndarray::ArrayView1::from(&latent[..]))
+            .is_some()
     };
     let mut first = None;
     for seed in 0..50 {
@@ -179,25 +205,46 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
     let mut options = update_options(ModeCheck::Auto, 1);
     options.audit_id = Some(first.audit_id);
     let report = update::update(&ws.catalog, &options, Progress::hidden()).unwrap();
-    let check = report.mode_check.expect("the index exists, so the check runs");
-    assert!(check.new_worst, "a new sample in the planted mode beats every anchor");
+    let check = report
+        .mode_check
+        .expect("the index exists, so the check runs");
+    assert!(
+        check.new_worst,
+        "a new sample in the planted mode beats every anchor"
+    );
     let densest = check.densest_new.unwrap();
     assert!(densest.sample_id > 5000, "a new sample");
-    assert!(planted(densest.sample_id), "the densest new sample is in the planted mode");
+    assert!(
+        planted(densest.sample_id),
+        "the densest new sample is in the planted mode"
+    );
     assert_eq!(report.added.len(), 1);
     let audit = report.audit.unwrap();
     assert_eq!(audit.n_anchors, 9);
-    assert_eq!(audit.population.n_anchors, 8, "added anchors are kept out of the population");
+    assert_eq!(
+        audit.population.n_anchors, 8,
+        "added anchors are kept out of the population"
+    );
     assert_eq!(audit.worst.unwrap().sample_id, densest.sample_id);
     assert_eq!(audit.worst.unwrap().role, AnchorRole::Added);
     // Stored with their role; a later update keeps them apart too.
-    let rows = Catalog::open(&ws.catalog).unwrap().anchor_rows(audit.audit_id).unwrap();
-    assert_eq!(rows.iter().filter(|r| r.role == AnchorRole::Added).count(), 1);
-    sample(&ws, 100, 3);
-    let next = update::update(&ws.catalog, &update_options(ModeCheck::Never, 0), Progress::hidden())
+    let rows = Catalog::open(&ws.catalog)
         .unwrap()
-        .audit
+        .anchor_rows(audit.audit_id)
         .unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r.role == AnchorRole::Added).count(),
+        1
+    );
+    sample(&ws, 100, 3);
+    let next = update::update(
+        &ws.catalog,
+        &update_options(ModeCheck::Never, 0),
+        Progress::hidden(),
+    )
+    .unwrap()
+    .audit
+    .unwrap();
     assert_eq!(next.population.n_anchors, 8);
     assert_eq!(next.n_anchors, 9);
 }
@@ -205,9 +252,37 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
 #[test]
 fn test_update_and_history_from_the_command_line() {
     let ws = Workspace::new();
-    ws.ok(&["sample", "--model", "m", "--generator", SPEC, "--n", "2000", "--seed", "1"]);
-    let first = ws.json(&["audit", "--model", "m", "--anchors", "30", "--search", "exact"]);
-    ws.ok(&["sample", "--model", "m", "--generator", SPEC, "--n", "200", "--seed", "2"]);
+    ws.ok(&[
+        "sample",
+        "--model",
+        "m",
+        "--generator",
+        SPEC,
+        "--n",
+        "2000",
+        "--seed",
+        "1",
+    ]);
+    let first = ws.json(&[
+        "audit",
+        "--model",
+        "m",
+        "--anchors",
+        "30",
+        "--search",
+        "exact",
+    ]);
+    ws.ok(&[
+        "sample",
+        "--model",
+        "m",
+        "--generator",
+        SPEC,
+        "--n",
+        "200",
+        "--seed",
+        "2",
+    ]);
     let updated = ws.json(&["audit", "--model", "m", "--update"]);
     assert_eq!(updated["parent_audit_id"], first["audit_id"]);
     assert_eq!(updated["new_samples"], 200);
@@ -219,7 +294,10 @@ fn test_update_and_history_from_the_command_line() {
     assert_eq!(audits.len(), 2);
     assert_eq!(audits[1]["kind"], "update");
     assert_eq!(audits[1]["parent_audit_id"], first["audit_id"]);
-    let view = ws.json(&["sql", "SELECT kind, n_samples FROM audit_history ORDER BY audit_id"]);
+    let view = ws.json(&[
+        "sql",
+        "SELECT kind, n_samples FROM audit_history ORDER BY audit_id",
+    ]);
     assert_eq!(view["rows"][1], serde_json::json!(["update", 2200]));
     let text = ws.ok(&["history", "--model", "m"]);
     assert!(text.contains("update"), "{text}");

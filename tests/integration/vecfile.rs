@@ -24,7 +24,7 @@ fn test_parse_npy_accepts_float_matrices_and_vectors() {
     let v = array![1.0f32, 2.0, 3.0];
     assert_eq!(parse_npy(&npy(&v)).unwrap(), array![[1.0f32, 2.0, 3.0]]);
     // Fortran order comes back as rows.
-    let f = m.t().to_owned();
+    let f = m.t().as_standard_layout().into_owned();
     let fortran = f.reversed_axes();
     assert!(fortran.t().is_standard_layout());
     assert_eq!(parse_npy(&npy(&fortran)).unwrap(), fortran);
@@ -88,7 +88,9 @@ fn test_fuzz_corpus_and_regressions_parse_without_panic() {
     for folder in ["corpus", "regressions"] {
         for target in ["npy", "npz"] {
             let dir = root.join(folder).join(target);
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let outcome = std::panic::catch_unwind(|| match target {
@@ -100,5 +102,8 @@ fn test_fuzz_corpus_and_regressions_parse_without_panic() {
             }
         }
     }
-    assert!(seen >= 100, "the committed fuzz corpus holds only {seen} inputs");
+    assert!(
+        seen >= 100,
+        "the committed fuzz corpus holds only {seen} inputs"
+    );
 }
