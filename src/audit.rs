@@ -344,7 +344,9 @@ pub struct ModesOptions {
 /// 3. Around each seed, take the densest members of its half-radius ball
 ///    as candidates (the seed's own count need not be its region's peak).
 /// 4. Count every candidate exactly against all samples.
-/// 5. Pick modes greedily by exact count (ties: smallest sample id),
+/// 5. Pick modes greedily by exact count (ties: smallest sample id among
+///    the candidates; samples of one collapsed identity often share the
+///    maximum, and one outside the candidates can have a smaller id),
 ///    skipping candidates within the radius of a mode already picked, so a
 ///    mode's own neighbours do not come back as the next modes.
 ///
@@ -379,9 +381,15 @@ pub fn find_modes(
         kernel.radius_dot(),
         options.seeds.max(options.top),
     );
-    let candidates = candidates_around(idx, &seeds, &density, &kernel, options.per_seed);
-    let sums = count_exactly(idx, &candidates, &kernel, progress);
+    let mut candidates = candidates_around(idx, &seeds, &density, &kernel, options.per_seed);
+    candidates.extend(audited_anchors(catalog_path, &options.model, idx));
+    candidates.sort_unstable();
+    candidates.dedup();
+    let all = index_matrix(idx);
+    let sums = count_exactly(&all, &candidates, &kernel, progress);
     let mut ranked: Vec<(u32, AnchorSums)> = candidates.iter().copied().zip(sums).collect();
+    refine_by_mean_shift(idx, &all, &kernel, &mut ranked, progress);
+    let candidates: Vec<u32> = ranked.iter().map(|r| r.0).collect();
     ranked.sort_by(|a, b| {
         b.1.neighbors
             .cmp(&a.1.neighbors)
@@ -506,20 +514,97 @@ fn candidates_around(
 }
 
 /// Exact sums of index members against every point of the index.
-fn count_exactly(
+/// Every vector of the index as one matrix (data id = row), for exact
+/// counts by blocked product.
+fn index_matrix(idx: &ModelIndex) -> Array2<f32> {
+    let mut all = Array2::<f32>::zeros((idx.len(), idx.dim()));
+    for (i, mut row) in all.axis_iter_mut(Axis(0)).enumerate() {
+        row.as_slice_mut().expect("contiguous").copy_from_slice(idx.vector(i));
+    }
+    all
+}
+
+/// The densest anchors (up to 16) of the model's latest random-anchor
+/// audit or update, as data ids of the index: evidence of density at the
+/// radius's own scale, which link distances (a local, few-neighbour
+/// signal) can miss when neighbourhoods are large.
+fn audited_anchors(catalog_path: &Path, model: &str, idx: &ModelIndex) -> Vec<u32> {
+    let rows = (|| -> Result<Vec<AnchorRow>> {
+        let catalog = Catalog::open(catalog_path)?;
+        let latest = catalog
+            .audits(model)?
+            .into_iter()
+            .rev()
+            .find(|a| a.kind == "anchors" || a.kind == "update");
+        match latest {
+            Some(a) => catalog.anchor_rows(a.audit_id),
+            None => Ok(Vec::new()),
+        }
+    })()
+    .unwrap_or_default();
+    rows.iter()
+        .take(16)
+        .filter_map(|r| idx.sample_ids().binary_search(&r.sample_id).ok())
+        .map(|row| row as u32)
+        .collect()
+}
+
+/// Mean shift at the radius's scale: from each of the best candidates, the
+/// normalised mean of its radius ball points towards the centre of its
+/// dense region; the samples nearest that mean are counted too. A few
+/// rounds climb from a candidate near a region's edge to its peak.
+fn refine_by_mean_shift(
     idx: &ModelIndex,
+    all: &Array2<f32>,
+    kernel: &Kernel,
+    ranked: &mut Vec<(u32, AnchorSums)>,
+    progress: Progress,
+) {
+    const ROUNDS: usize = 3;
+    const CLIMBERS: usize = 16;
+    const NEAREST: usize = 4;
+    let mut scratch = Scratch::new(idx.len());
+    for _ in 0..ROUNDS {
+        ranked.sort_by(|a, b| b.1.neighbors.cmp(&a.1.neighbors).then(a.0.cmp(&b.0)));
+        let counted: std::collections::HashSet<u32> = ranked.iter().map(|r| r.0).collect();
+        let mut fresh: Vec<u32> = Vec::new();
+        for &(id, _) in ranked.iter().take(CLIMBERS) {
+            let ball = idx.ball(idx.vector(id as usize), kernel.radius_dot(), &mut scratch);
+            let mut mean = vec![0f64; idx.dim()];
+            for &(member, dot) in &ball.members {
+                if dot >= kernel.radius_dot() {
+                    for (m, x) in mean.iter_mut().zip(idx.vector(member as usize)) {
+                        *m += f64::from(*x);
+                    }
+                }
+            }
+            let norm = mean.iter().map(|m| m * m).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                continue;
+            }
+            let query: Vec<f32> = mean.iter().map(|m| (m / norm) as f32).collect();
+            for (nearest, _) in idx.search(&query, NEAREST, idx.params().ef_search) {
+                let nearest = nearest as u32;
+                if !counted.contains(&nearest) && !fresh.contains(&nearest) {
+                    fresh.push(nearest);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            break;
+        }
+        let sums = count_exactly(all, &fresh, kernel, progress);
+        ranked.extend(fresh.into_iter().zip(sums));
+    }
+}
+
+fn count_exactly(
+    all: &Array2<f32>,
     members: &[u32],
     kernel: &Kernel,
     progress: Progress,
 ) -> Vec<AnchorSums> {
-    let dim = idx.dim();
-    let n = idx.len();
-    let mut all = Array2::<f32>::zeros((n, dim));
-    for (i, mut row) in all.axis_iter_mut(Axis(0)).enumerate() {
-        row.as_slice_mut()
-            .expect("contiguous")
-            .copy_from_slice(idx.vector(i));
-    }
+    let n = all.nrows();
     let rows: Vec<usize> = members.iter().map(|&m| m as usize).collect();
     let queries = all.select(Axis(0), &rows);
     let exclude: Vec<Option<usize>> = rows.iter().map(|&r| Some(r)).collect();

@@ -109,7 +109,12 @@ pub fn read_parquet_column(path: &Path, column: &str) -> Result<Array2<f32>> {
         .strip_suffix("[]")
         .or_else(|| column_type.rsplit_once('[').map(|(t, _)| t))
         .filter(|_| column_type.ends_with(']'));
-    if !matches!(element, Some("FLOAT" | "DOUBLE" | "DECIMAL" | "HALF")) {
+    // Decimals (what SQL literals such as 1.5 are typed as) cast exactly
+    // enough to float; integers and strings are refused.
+    let numeric = element.is_some_and(|e| {
+        matches!(e, "FLOAT" | "DOUBLE" | "HALF") || e.starts_with("DECIMAL")
+    });
+    if !numeric {
         return Err(fail(format!(
             "column {column:?} has type {column_type}; expected a list of floats (FLOAT[] or DOUBLE[])"
         )));
