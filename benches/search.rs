@@ -15,7 +15,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use indicatif::ProgressBar;
 use ndarray::{Array2, Axis};
 
-use modeaudit::blackbox::{self, BlackBox};
+use modeaudit::blackbox;
 use modeaudit::index::radius::Scratch;
 use modeaudit::index::{IndexParams, ModelIndex};
 use modeaudit::score::Kernel;

@@ -519,7 +519,9 @@ fn candidates_around(
 fn index_matrix(idx: &ModelIndex) -> Array2<f32> {
     let mut all = Array2::<f32>::zeros((idx.len(), idx.dim()));
     for (i, mut row) in all.axis_iter_mut(Axis(0)).enumerate() {
-        row.as_slice_mut().expect("contiguous").copy_from_slice(idx.vector(i));
+        row.as_slice_mut()
+            .expect("contiguous")
+            .copy_from_slice(idx.vector(i));
     }
     all
 }

@@ -111,9 +111,8 @@ pub fn read_parquet_column(path: &Path, column: &str) -> Result<Array2<f32>> {
         .filter(|_| column_type.ends_with(']'));
     // Decimals (what SQL literals such as 1.5 are typed as) cast exactly
     // enough to float; integers and strings are refused.
-    let numeric = element.is_some_and(|e| {
-        matches!(e, "FLOAT" | "DOUBLE" | "HALF") || e.starts_with("DECIMAL")
-    });
+    let numeric = element
+        .is_some_and(|e| matches!(e, "FLOAT" | "DOUBLE" | "HALF") || e.starts_with("DECIMAL"));
     if !numeric {
         return Err(fail(format!(
             "column {column:?} has type {column_type}; expected a list of floats (FLOAT[] or DOUBLE[])"
@@ -233,18 +232,18 @@ pub fn ingest(catalog_path: &Path, options: &IngestOptions) -> Result<IngestRepo
                     got: embeddings.ncols(),
                 });
             }
-            if let Some(z) = &latents {
-                if existing.latent_dim != z.ncols() {
-                    return Err(Error::Dimension {
-                        what: format!(
-                            "latent codes of {} for model {:?}",
-                            options.latents.as_ref().expect("latents given").display(),
-                            options.model
-                        ),
-                        expected: existing.latent_dim,
-                        got: z.ncols(),
-                    });
-                }
+            if let Some(z) = &latents
+                && existing.latent_dim != z.ncols()
+            {
+                return Err(Error::Dimension {
+                    what: format!(
+                        "latent codes of {} for model {:?}",
+                        options.latents.as_ref().expect("latents given").display(),
+                        options.model
+                    ),
+                    expected: existing.latent_dim,
+                    got: z.ncols(),
+                });
             }
             existing
         }

@@ -244,13 +244,13 @@ fn plan_run(
             }
         }
         None => {
-            if let Some(latest) = catalog.latest_run_seed(model)? {
-                if let Some(start) = resumable(&catalog.run_batches(model, latest)?) {
-                    return Ok(RunStart {
-                        seed: latest,
-                        ..start
-                    });
-                }
+            if let Some(latest) = catalog.latest_run_seed(model)?
+                && let Some(start) = resumable(&catalog.run_batches(model, latest)?)
+            {
+                return Ok(RunStart {
+                    seed: latest,
+                    ..start
+                });
             }
             let mut number = catalog.run_count(model)? + 1;
             loop {

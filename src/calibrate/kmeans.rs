@@ -199,8 +199,8 @@ fn update(
             let end = (start + CHUNK).min(x.nrows());
             let mut sums = Array2::<f64>::zeros((k, dim));
             let mut counts = vec![0usize; k];
-            for i in start..end {
-                let c = labels[i] as usize;
+            for (i, &label) in labels.iter().enumerate().take(end).skip(start) {
+                let c = label as usize;
                 counts[c] += 1;
                 let mut target = sums.row_mut(c);
                 for (t, &v) in target.iter_mut().zip(x.row(i)) {
@@ -222,13 +222,13 @@ fn update(
     let mut farthest: Vec<usize> = (0..x.nrows()).collect();
     farthest.sort_by(|&a, &b| distances[b].total_cmp(&distances[a]).then(a.cmp(&b)));
     let mut reseed = farthest.into_iter();
-    for c in 0..k {
-        if counts[c] == 0 {
+    for (c, &count) in counts.iter().enumerate() {
+        if count == 0 {
             if let Some(row) = reseed.next() {
                 centers.row_mut(c).assign(&x.row(row));
             }
         } else {
-            let mean = sums.row(c).mapv(|v| (v / counts[c] as f64) as f32);
+            let mean = sums.row(c).mapv(|v| (v / count as f64) as f32);
             centers.row_mut(c).assign(&mean);
         }
     }

@@ -179,13 +179,13 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
             Some(id) => Some(catalog.audit(id)?),
             None => None,
         };
-        if let Some(a) = &audit {
-            if a.model != options.model {
-                return Err(Error::InvalidArgument(format!(
-                    "audit {} is of model {:?}, not {:?}",
-                    a.audit_id, a.model, options.model
-                )));
-            }
+        if let Some(a) = &audit
+            && a.model != options.model
+        {
+            return Err(Error::InvalidArgument(format!(
+                "audit {} is of model {:?}, not {:?}",
+                a.audit_id, a.model, options.model
+            )));
         }
         if !catalog.all_have_latents(&options.model)? || record.latent_dim == 0 {
             return Err(Error::InvalidArgument(format!(

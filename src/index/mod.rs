@@ -506,12 +506,10 @@ pub fn inspect(dir: &Path, ids: &[i64], load: bool) -> IndexState {
             missing: ids.len() - covered,
         };
     }
-    if load {
-        if let Err(e) = ModelIndex::load(dir, true) {
-            return IndexState::Damaged {
-                reason: e.to_string(),
-            };
-        }
+    if load && let Err(e) = ModelIndex::load(dir, true) {
+        return IndexState::Damaged {
+            reason: e.to_string(),
+        };
     }
     IndexState::Current
 }
@@ -554,10 +552,11 @@ fn remove_other_generations(dir: &Path, keep: u64) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("gen-") && name != format!("gen-{keep}") {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!("could not remove old index generation {}: {e}", name);
-            }
+        if name.starts_with("gen-")
+            && name != format!("gen-{keep}")
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!("could not remove old index generation {}: {e}", name);
         }
     }
 }

@@ -116,7 +116,10 @@ fn test_modes_find_the_exhaustive_maximum_and_distinct_planted_identities() {
         e.row(row(worst.sample_id)).as_slice().unwrap(),
         e.row(row(best_id)).as_slice().unwrap(),
     );
-    assert!(kernel.is_neighbor(dot), "the top mode is the exhaustive winner's region");
+    assert!(
+        kernel.is_neighbor(dot),
+        "the top mode is the exhaustive winner's region"
+    );
     // Both planted identities come back as the two top modes, and distinct.
     let spec = Catalog::open(&ws.catalog)
         .unwrap()

@@ -44,10 +44,10 @@ fn brute_force_margin(points: &[Vec<f64>], p: &[f64]) -> f64 {
                 |r, c| if r < d { points[pick[c]][r] } else { 1.0 },
             );
         let rhs = nalgebra::DVector::from_fn(d + 1, |r, _| if r < d { p[r] } else { 1.0 });
-        if let Some(l) = m.lu().solve(&rhs) {
-            if l.iter().all(|v| v.is_finite()) {
-                best = best.max(l.iter().copied().fold(f64::INFINITY, f64::min));
-            }
+        if let Some(l) = m.lu().solve(&rhs)
+            && l.iter().all(|v| v.is_finite())
+        {
+            best = best.max(l.iter().copied().fold(f64::INFINITY, f64::min));
         }
         // Next combination.
         let mut i = d as isize;

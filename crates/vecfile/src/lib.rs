@@ -43,12 +43,45 @@ enum Float {
     F64,
 }
 
+/// Checks the header length a `.npy` prefix declares against the bytes
+/// that are there, before `ndarray-npy` reads the header: it allocates the
+/// declared length up front, and format versions 2 and 3 declare it in four
+/// bytes, so a corrupt or hostile file could ask for 4 GiB (the fuzzer found
+/// exactly that: `fuzz/regressions/npy/`).
+fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a valid .npy header (no \\x93NUMPY magic string)".into());
+    }
+    let (declared, prefix) = match bytes[MAGIC.len()] {
+        1 if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        1..=3 => return Err("not a valid .npy header (truncated prefix)".into()),
+        version => {
+            return Err(format!(
+                "not a valid .npy header (unknown format version {version})"
+            ));
+        }
+    };
+    if declared > bytes.len() - prefix {
+        return Err(format!(
+            "not a valid .npy header (it declares {declared} header bytes but only {} follow)",
+            bytes.len() - prefix
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a `.npy` image of floats into a matrix of f32.
 ///
 /// The header is read first so that a wrong type, rank or length is
 /// reported as such (ndarray-npy's own errors do not say what the file
 /// holds), and so that no buffer larger than the file is ever allocated.
 pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Array2<f32>, String> {
+    check_header_length(bytes)?;
     let mut cursor = Cursor::new(bytes);
     let header =
         Header::from_reader(&mut cursor).map_err(|e| format!("not a valid .npy header ({e})"))?;
