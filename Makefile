@@ -14,7 +14,7 @@ VENV := $(CURDIR)/.venv
 export MODEAUDIT_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test build prereqs venv bench bench-compare lint fmt clean-demo
+.PHONY: all demo test build prereqs venv bench bench-compare lint fmt clean-demo fuzz
 
 all: build
 
@@ -60,3 +60,12 @@ bench: prereqs
 # a virtual environment of its own).
 bench-compare: build
 	python3 benches/compare.py --bin $(BIN)
+
+# Fuzz the vector-file readers (crates/vecfile, no DuckDB) for FUZZ_SECONDS
+# per target; new inputs land in fuzz/corpus, crashes in fuzz/artifacts
+# (copy those into fuzz/regressions, which the tests replay).
+FUZZ_SECONDS ?= 300
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run npy -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run npz -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
