@@ -171,12 +171,7 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
     let anchor_embeddings = catalog.embeddings_of(&options.model, &anchor_ids)?;
     let (new_ids, new_embeddings) = catalog.embeddings(&options.model, max_seen)?;
     debug_assert_eq!(new_ids, ids[seen..]);
-    let new_batches = catalog
-        .batches(&options.model)?
-        .into_iter()
-        .filter(|b| b.first_sample_id > max_seen)
-        .map(|b| b.batch_id)
-        .collect();
+    let new_batches = catalog.batches_after(&options.model, max_seen)?;
     Ok(Inputs {
         parent,
         anchors,
