@@ -267,7 +267,7 @@ impl Catalog {
     /// Opens (creating if needed) a catalog for writing, migrating its
     /// schema to the current version.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        let conn = wait_for_lock(path, || Connection::open(path))?;
         let catalog = Catalog {
             conn,
             path: path.to_path_buf(),
@@ -299,10 +299,10 @@ impl Catalog {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no catalog at this path"),
             ));
         }
-        let config = Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)
-            .map_err(|e| Error::catalog("configure read-only access", e))?;
-        let conn = Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))?;
+        let conn = wait_for_lock(path, || {
+            let config = Config::default().access_mode(duckdb::AccessMode::ReadOnly)?;
+            Connection::open_with_flags(path, config)
+        })?;
         let catalog = Catalog {
             conn,
             path: path.to_path_buf(),
@@ -1271,6 +1271,33 @@ fn audit_record(row: &duckdb::Row<'_>) -> duckdb::Result<AuditRecord> {
             .and_then(|p| serde_json::from_str(&p).ok())
             .unwrap_or(serde_json::Value::Null),
     })
+}
+
+/// Opens the catalog, waiting while another process holds it.
+///
+/// Every modeaudit process holds the file only briefly (to read its inputs,
+/// or to commit), so a conflict usually clears within a second; without the
+/// wait, a long `sample` run would die at a chunk's commit whenever a
+/// reader such as `modeaudit sql` happened to be in. The wait is 10 s by
+/// default (`MODEAUDIT_LOCK_WAIT`, in seconds; 0 fails at once); past it the
+/// error says the catalog is in use.
+fn wait_for_lock(path: &Path, open: impl Fn() -> duckdb::Result<Connection>) -> Result<Connection> {
+    let wait = std::env::var("MODEAUDIT_LOCK_WAIT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(10.0);
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match open().map_err(|e| open_error(path, e)) {
+            Err(Error::CatalogLocked { .. }) if started.elapsed().as_secs_f64() < wait => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Turns DuckDB's lock conflict into [`Error::CatalogLocked`].

@@ -290,7 +290,7 @@ fn test_readers_get_in_while_a_long_sample_runs() {
         &[
             "sample",
             "--model",
-            "m",
+            "big",
             "--generator",
             BIG,
             "--n",
@@ -301,7 +301,8 @@ fn test_readers_get_in_while_a_long_sample_runs() {
     );
     let started = Instant::now();
     let (mut reads, mut busy) = (0, 0);
-    while started.elapsed() < Duration::from_secs(20) && child.try_wait().unwrap().is_none() {
+    // 150,000 samples take well over 6 s here; the readers try meanwhile.
+    while started.elapsed() < Duration::from_secs(6) && child.try_wait().unwrap().is_none() {
         let out = ws.run(&["sql", "SELECT count(*) FROM samples"]);
         if out.status.success() {
             reads += 1;
@@ -312,8 +313,13 @@ fn test_readers_get_in_while_a_long_sample_runs() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let still_running = child.try_wait().unwrap().is_none();
     child.kill().ok();
     child.wait().unwrap();
+    assert!(
+        still_running,
+        "the writer stopped before the readers were done"
+    );
     eprintln!("while sampling: {reads} reads got in, {busy} found the catalog busy");
     assert!(reads >= 1, "no reader got in while the writer worked");
     assert_whole(&ws);
