@@ -21,8 +21,9 @@ pub enum Error {
     /// Another process holds the catalog file (DuckDB allows one writer and,
     /// while it writes, no reader from another process).
     #[error(
-        "catalog {path} is in use by another process; wait for it to finish \
-         (writers hold the file only while they commit) and retry"
+        "catalog {path} is in use by another process, and stayed so for the whole \
+         wait (MODEAUDIT_LOCK_WAIT, 10 s by default); modeaudit holds it only \
+         briefly, so another program may be keeping it open"
     )]
     CatalogLocked { path: PathBuf },
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use modeaudit::blackbox;
 
-use crate::common::{Workspace, bin};
+use crate::common::{Workspace, assert_catalog_whole, bin};
 
 const SMALL: &str = "synthetic:latent=64,dim=32,modes=1,mass=0.05,world=3";
 
@@ -85,34 +85,6 @@ fn test_catalog_round_trip_through_duckdb() {
     assert_eq!(a, b);
 }
 
-/// Every batch present is whole: its row count matches `batches.n`.
-fn assert_batches_whole(ws: &Workspace) -> (i64, i64) {
-    let conn = duckdb::Connection::open(&ws.catalog).expect("the catalog opens after a kill");
-    let broken: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM batches b \
-             WHERE b.n <> (SELECT count(*) FROM samples s WHERE s.batch_id = b.batch_id)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(broken, 0, "a batch is partly present");
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM samples s WHERE s.batch_id NOT IN (SELECT batch_id FROM batches)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(orphans, 0, "samples without their batch");
-    conn.query_row(
-        "SELECT count(*), coalesce(sum(n), 0) FROM batches",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
-}
-
 #[test]
 fn test_sigkill_during_sample_leaves_whole_batches() {
     let ws = Workspace::new();
@@ -156,7 +128,7 @@ fn test_sigkill_during_sample_leaves_whole_batches() {
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
-        let (batches, samples) = assert_batches_whole(&ws);
+        let (batches, samples) = assert_catalog_whole(&ws);
         assert!(
             batches >= 1 && samples >= 1000,
             "round {round}: first batch lost"

@@ -72,3 +72,29 @@ impl Workspace {
 pub fn write_npy(path: &Path, rows: &ndarray::Array2<f32>) {
     ndarray_npy::write_npy(path, rows).expect("write npy");
 }
+
+/// Asserts what a crash or kill must never break: every batch present is
+/// whole (its row count matches `batches.n`), no sample lacks its batch, and
+/// every audit holds all its anchors. Opening the catalog at all is part of
+/// the check. Returns the number of batches and the samples they hold.
+pub fn assert_catalog_whole(ws: &Workspace) -> (i64, i64) {
+    let conn = duckdb::Connection::open(&ws.catalog).expect("the catalog opens after a kill");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let broken = count(
+        "SELECT count(*) FROM batches b \
+         WHERE b.n <> (SELECT count(*) FROM samples s WHERE s.batch_id = b.batch_id)",
+    );
+    assert_eq!(broken, 0, "a batch is partly present");
+    let orphans =
+        count("SELECT count(*) FROM samples WHERE batch_id NOT IN (SELECT batch_id FROM batches)");
+    assert_eq!(orphans, 0, "samples without their batch");
+    let partial_audits = count(
+        "SELECT count(*) FROM audits a \
+         WHERE a.n_anchors <> (SELECT count(*) FROM anchor_scores s WHERE s.audit_id = a.audit_id)",
+    );
+    assert_eq!(partial_audits, 0, "an audit without all its anchors");
+    (
+        count("SELECT count(*) FROM batches"),
+        count("SELECT coalesce(sum(n), 0) FROM batches"),
+    )
+}

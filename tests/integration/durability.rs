@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Workspace, bin, write_npy};
+use crate::common::{Workspace, assert_catalog_whole, bin, write_npy};
 
 const BIG: &str = "synthetic:latent=256,dim=256";
 const SMALL: &str = "synthetic:latent=32,dim=32,modes=1,mass=0.05,world=3";
@@ -43,28 +43,6 @@ fn scalar(conn: &duckdb::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-/// Every batch present is whole, and no sample lacks its batch.
-fn assert_whole(ws: &Workspace) {
-    let conn = open(ws);
-    let broken = scalar(
-        &conn,
-        "SELECT count(*) FROM batches b \
-         WHERE b.n <> (SELECT count(*) FROM samples s WHERE s.batch_id = b.batch_id)",
-    );
-    assert_eq!(broken, 0, "a batch is partly present");
-    let orphans = scalar(
-        &conn,
-        "SELECT count(*) FROM samples WHERE batch_id NOT IN (SELECT batch_id FROM batches)",
-    );
-    assert_eq!(orphans, 0, "samples without their batch");
-    let partial_audits = scalar(
-        &conn,
-        "SELECT count(*) FROM audits a \
-         WHERE a.n_anchors <> (SELECT count(*) FROM anchor_scores s WHERE s.audit_id = a.audit_id)",
-    );
-    assert_eq!(partial_audits, 0, "an audit without all its anchors");
-}
-
 /// A fingerprint of every sample: ids, codes and embeddings, bit for bit.
 fn fingerprint(ws: &Workspace) -> (i64, String) {
     open(ws)
@@ -98,7 +76,7 @@ fn test_interrupted_sampling_resumes_to_the_uninterrupted_catalog() {
     let mut resumed_any = false;
     for delay_ms in [700u64, 1500, 2500] {
         let finished = kill_after(spawn(&ws, &args), Duration::from_millis(delay_ms));
-        assert_whole(&ws);
+        assert_catalog_whole(&ws);
         let conn = open(&ws);
         let chunks = scalar(&conn, "SELECT count(*) FROM batches");
         let samples = scalar(&conn, "SELECT count(*) FROM samples");
@@ -189,7 +167,7 @@ fn test_sigkill_during_ingest_leaves_it_whole_or_absent() {
             ),
             Duration::from_millis(delay_ms),
         );
-        assert_whole(&ws);
+        assert_catalog_whole(&ws);
         let conn = open(&ws);
         let imported = scalar(
             &conn,
@@ -238,7 +216,7 @@ fn test_sigkill_during_audit_and_index_build_loses_nothing() {
             ),
             Duration::from_millis(delay_ms),
         );
-        assert_whole(&ws);
+        assert_catalog_whole(&ws);
         assert_eq!(fingerprint(&ws), samples);
     }
     // An index build killed midway: the catalog is untouched and the index
@@ -268,7 +246,7 @@ fn test_sigkill_during_audit_and_index_build_loses_nothing() {
         "--search",
         "hnsw",
     ]);
-    assert_whole(&ws);
+    assert_catalog_whole(&ws);
 }
 
 #[test]
@@ -322,7 +300,7 @@ fn test_readers_get_in_while_a_long_sample_runs() {
     );
     eprintln!("while sampling: {reads} reads got in, {busy} found the catalog busy");
     assert!(reads >= 1, "no reader got in while the writer worked");
-    assert_whole(&ws);
+    assert_catalog_whole(&ws);
 }
 
 fn index_dirs(ws: &Workspace) -> Vec<PathBuf> {
