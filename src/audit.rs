@@ -20,6 +20,12 @@ use crate::score::{AnchorScore, AnchorSums, Kernel, Population, sampling_remarks
 use crate::search::{self, SearchMode, Workload, exact_sums};
 use crate::vector::dot_exact;
 
+/// Anchors of an hnsw audit whose counts are completed by an exact scan
+/// over every indexed point (the densest by the graph's count), so that the
+/// worst-case mode and its count are exact. Cost: this many times
+/// `samples * dim` multiply-adds.
+pub const EXACT_DENSEST: usize = 8;
+
 /// Options of a random-anchor audit.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
@@ -207,8 +213,16 @@ pub fn run_audit(
             index_action = Some(synced.action);
             search_started = Instant::now();
             let bar = progress.bar(rows.len() as u64, "anchors");
-            let sums = synced.index.radius_sums_many(&rows, &kernel, &bar);
+            let mut sums = synced.index.radius_sums_many(&rows, &kernel, &bar);
             bar.finish_and_clear();
+            // The densest anchors decide the worst-case mode, and a graph
+            // expansion can miss part of a large ball: their counts are
+            // completed exactly against every point.
+            let mut densest: Vec<usize> = (0..rows.len()).collect();
+            densest.sort_by(|&a, &b| sums[b].neighbors.cmp(&sums[a].neighbors).then(a.cmp(&b)));
+            for &q in densest.iter().take(EXACT_DENSEST) {
+                sums[q] = synced.index.exact_sums_of(rows[q], &kernel);
+            }
             sums
         }
         _ => {
@@ -254,6 +268,7 @@ pub fn run_audit(
         "requested_search": options.search,
         "search_reason": reason,
         "index": if mode == SearchMode::Hnsw { serde_json::to_value(options.index_params).ok() } else { None },
+        "exact_densest": if mode == SearchMode::Hnsw { Some(EXACT_DENSEST) } else { None },
         "expansion_shell": if mode == SearchMode::Hnsw { Some(index::radius::EXPANSION_SHELL) } else { None },
         "n_infinite": population.n_infinite,
         "mccs_std_error": population.std_error,

@@ -483,28 +483,6 @@ impl Catalog {
         Ok(true)
     }
 
-    /// The batch of `model` that used `seed`, if any.
-    pub fn batch_with_seed(&self, model: &str, seed: u64) -> Result<Option<i64>> {
-        self.conn
-            .query_row(
-                "SELECT min(batch_id) FROM batches WHERE model = ? AND seed = ?",
-                params![model, seed],
-                |row| row.get(0),
-            )
-            .map_err(|e| Error::catalog("look up seed", e))
-    }
-
-    /// Number of batches the model has.
-    pub fn batch_count(&self, model: &str) -> Result<i64> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM batches WHERE model = ?",
-                params![model],
-                |row| row.get(0),
-            )
-            .map_err(|e| Error::catalog("count batches", e))
-    }
-
     /// Commits a batch and its samples (and its model, if new) in one
     /// transaction.
     pub fn insert_batch(&mut self, batch: &NewBatch<'_>) -> Result<BatchRecord> {

@@ -201,4 +201,30 @@ impl ModelIndex {
             })
             .collect()
     }
+
+    /// Exact neighbour count and similarity sum of the member `id` against
+    /// every point, by the same double-precision test as the exact scan.
+    /// The points are summed in fixed blocks merged in order, so the result
+    /// does not depend on the thread schedule.
+    pub fn exact_sums_of(&self, id: usize, kernel: &Kernel) -> AnchorSums {
+        const BLOCK: usize = 4096;
+        let query = self.vector(id);
+        let blocks: Vec<AnchorSums> = (0..self.len().div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|block| {
+                let mut sums = AnchorSums::default();
+                for other in block * BLOCK..((block + 1) * BLOCK).min(self.len()) {
+                    if other != id {
+                        kernel.accumulate(&mut sums, dot_exact(query, self.vector(other)));
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut total = AnchorSums::default();
+        for block in blocks {
+            total.merge(block);
+        }
+        total
+    }
 }
