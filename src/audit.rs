@@ -12,7 +12,7 @@ use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::catalog::{AnchorRole, AnchorRow, Catalog, NewAudit};
+use crate::catalog::{AnchorRole, AnchorRow, AnchorVectors, Catalog, NewAudit};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexParams, ModelIndex, SyncAction, radius::Scratch};
 use crate::progress::Progress;
@@ -206,7 +206,7 @@ pub fn run_audit(
     let mut index_s = None;
     let mut index_action = None;
     let search_started;
-    let sums: Vec<AnchorSums> = match mode {
+    let (sums, vectors): (Vec<AnchorSums>, AnchorVectors) = match mode {
         SearchMode::Hnsw => {
             let synced = index::sync(catalog_path, &options.model, options.index_params, progress)?;
             index_s = Some(synced.elapsed_s);
@@ -223,7 +223,17 @@ pub fn run_audit(
             for &q in densest.iter().take(EXACT_DENSEST) {
                 sums[q] = synced.index.exact_sums_of(rows[q], &kernel);
             }
-            sums
+            let mut by_id = rows.clone();
+            by_id.sort_unstable();
+            let mut matrix = ndarray::Array2::zeros((by_id.len(), synced.index.dim()));
+            for (mut out, &row) in matrix.outer_iter_mut().zip(&by_id) {
+                out.assign(&ndarray::ArrayView1::from(synced.index.vector(row)));
+            }
+            let vectors = AnchorVectors {
+                ids: by_id.iter().map(|&r| ids[r]).collect(),
+                vectors: matrix,
+            };
+            (sums, vectors)
         }
         _ => {
             let loaded = load_samples(catalog_path, &options.model)?;
@@ -241,7 +251,8 @@ pub fn run_audit(
                 &bar,
             );
             bar.finish_and_clear();
-            sums
+            let vectors = AnchorVectors::gather(&ids, loaded.embeddings.view(), &rows);
+            (sums, vectors)
         }
     };
     let search_s = search_started.elapsed().as_secs_f64();
@@ -293,7 +304,7 @@ pub fn run_audit(
         elapsed_s,
         params,
     };
-    let audit_id = store(catalog_path, &audit, &anchors)?;
+    let audit_id = store(catalog_path, &audit, &anchors, Some(&vectors))?;
     Ok(AuditReport {
         audit_id,
         model: options.model.clone(),
@@ -315,10 +326,13 @@ pub fn run_audit(
     })
 }
 
+/// Stores an audit with its anchors' scores and, for audits that may be
+/// updated later, their embeddings.
 pub(crate) fn store(
     catalog_path: &Path,
     audit: &NewAudit,
     anchors: &[AnchorResult],
+    vectors: Option<&AnchorVectors>,
 ) -> Result<i64> {
     let rows: Vec<AnchorRow> = anchors
         .iter()
@@ -332,7 +346,7 @@ pub(crate) fn store(
         })
         .collect();
     let mut catalog = Catalog::open(catalog_path)?;
-    catalog.insert_audit(audit, &rows)
+    catalog.insert_audit(audit, &rows, vectors)
 }
 
 /// Options of the search for modes over every sample.
@@ -404,6 +418,15 @@ pub fn find_modes(
     let sums = count_exactly(&all, &candidates, &kernel, progress);
     let mut ranked: Vec<(u32, AnchorSums)> = candidates.iter().copied().zip(sums).collect();
     refine_by_mean_shift(idx, &all, &kernel, &mut ranked, progress);
+    refine_in_balls(
+        idx,
+        &all,
+        &kernel,
+        &density,
+        options.top,
+        &mut ranked,
+        progress,
+    );
     let candidates: Vec<u32> = ranked.iter().map(|r| r.0).collect();
     ranked.sort_by(|a, b| {
         b.1.neighbors
@@ -451,7 +474,7 @@ pub fn find_modes(
         elapsed_s,
         params,
     };
-    let audit_id = store(catalog_path, &audit, &anchors)?;
+    let audit_id = store(catalog_path, &audit, &anchors, None)?;
     Ok(AuditReport {
         audit_id,
         model: options.model.clone(),
@@ -577,7 +600,7 @@ fn refine_by_mean_shift(
     ranked: &mut Vec<(u32, AnchorSums)>,
     progress: Progress,
 ) {
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 12;
     const CLIMBERS: usize = 16;
     const NEAREST: usize = 4;
     let mut scratch = Scratch::new(idx.len());
@@ -604,6 +627,59 @@ fn refine_by_mean_shift(
                 let nearest = nearest as u32;
                 if !counted.contains(&nearest) && !fresh.contains(&nearest) {
                     fresh.push(nearest);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            break;
+        }
+        let sums = count_exactly(all, &fresh, kernel, progress);
+        ranked.extend(fresh.into_iter().zip(sums));
+    }
+}
+
+/// Local search inside the best regions: a planted or real collapsed
+/// identity is a blob of many samples whose densest point need not be its
+/// centre (mean shift's goal) nor the sample with the shortest links. For
+/// the best `regions` distinct candidates, members of their radius balls
+/// not counted yet are counted exactly, densest by link distance first, a
+/// fixed budget per round; when a member beats its region's best, the next
+/// round searches around it. Costs at most `ROUNDS x BUDGET` exact counts.
+fn refine_in_balls(
+    idx: &ModelIndex,
+    all: &Array2<f32>,
+    kernel: &Kernel,
+    density: &[f32],
+    regions: usize,
+    ranked: &mut Vec<(u32, AnchorSums)>,
+    progress: Progress,
+) {
+    const ROUNDS: usize = 4;
+    const BUDGET: usize = 1024;
+    let mut scratch = Scratch::new(idx.len());
+    let mut counted: std::collections::HashSet<u32> = ranked.iter().map(|r| r.0).collect();
+    for _ in 0..ROUNDS {
+        ranked.sort_by(|a, b| b.1.neighbors.cmp(&a.1.neighbors).then(a.0.cmp(&b.0)));
+        let order: Vec<u32> = ranked.iter().map(|r| r.0).collect();
+        let heads = pick_distinct(idx, &order, kernel.radius_dot(), regions.max(1));
+        let per_head = BUDGET / heads.len().max(1);
+        let mut fresh: Vec<u32> = Vec::new();
+        for &head in &heads {
+            let mut members: Vec<u32> = idx
+                .ball(idx.vector(head as usize), kernel.radius_dot(), &mut scratch)
+                .members
+                .into_iter()
+                .filter(|&(id, dot)| dot >= kernel.radius_dot() && !counted.contains(&id))
+                .map(|(id, _)| id)
+                .collect();
+            members.sort_by(|&a, &b| {
+                density[a as usize]
+                    .total_cmp(&density[b as usize])
+                    .then(a.cmp(&b))
+            });
+            for id in members.into_iter().take(per_head) {
+                if counted.insert(id) {
+                    fresh.push(id);
                 }
             }
         }

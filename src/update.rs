@@ -29,7 +29,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::audit::{AnchorResult, AuditReport};
-use crate::catalog::{AnchorRole, Catalog, NewAudit};
+use crate::catalog::{AnchorRole, AnchorVectors, Catalog, NewAudit};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexParams, SyncAction};
 use crate::progress::Progress;
@@ -95,6 +95,10 @@ pub struct UpdateReport {
     /// Seconds spent bringing the anchors up to date: reading the new
     /// samples and the anchors, and scanning.
     pub update_s: f64,
+    /// Of `update_s`, the reading (opening the catalog included).
+    pub read_s: f64,
+    /// Of `update_s`, scanning the new samples against the anchors.
+    pub scan_s: f64,
     /// The updated audit, or `None` when the parent already covered every
     /// sample (nothing is stored then).
     pub audit: Option<AuditReport>,
@@ -115,12 +119,13 @@ struct Inputs {
     /// How many of `ids` the parent saw.
     seen: usize,
     new_embeddings: ndarray::Array2<f32>,
-    anchor_embeddings: ndarray::Array2<f32>,
+    /// The anchors' embeddings, by id.
+    anchor_vectors: AnchorVectors,
     new_batches: Vec<i64>,
 }
 
 fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
-    let catalog = Catalog::open(catalog_path)?;
+    let catalog = Catalog::open_read_only(catalog_path)?;
     catalog.require_model(&options.model)?;
     let parent_id = match options.audit_id {
         Some(id) => id,
@@ -167,8 +172,21 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
         }
     };
     let anchors = catalog.anchor_rows(parent_id)?;
-    let anchor_ids: Vec<i64> = anchors.iter().map(|a| a.sample_id).collect();
-    let anchor_embeddings = catalog.embeddings_of(&options.model, &anchor_ids)?;
+    let dim = catalog.require_model(&options.model)?.embed_dim;
+    // Stored with the parent since schema version 4; for an older parent
+    // they are looked up among the samples, which scans every embedding.
+    let anchor_vectors = match catalog.anchor_vectors(parent_id, dim)? {
+        Some(vectors) => vectors,
+        None => {
+            let mut anchor_ids: Vec<i64> = anchors.iter().map(|a| a.sample_id).collect();
+            anchor_ids.sort_unstable();
+            let vectors = catalog.embeddings_of(&options.model, &anchor_ids)?;
+            AnchorVectors {
+                ids: anchor_ids,
+                vectors,
+            }
+        }
+    };
     let (new_ids, new_embeddings) = catalog.embeddings(&options.model, max_seen)?;
     debug_assert_eq!(new_ids, ids[seen..]);
     let new_batches = catalog.batches_after(&options.model, max_seen)?;
@@ -178,7 +196,7 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
         ids,
         seen,
         new_embeddings,
-        anchor_embeddings,
+        anchor_vectors,
         new_batches,
     })
 }
@@ -192,13 +210,14 @@ pub fn update(
 ) -> Result<UpdateReport> {
     let started = Instant::now();
     let inputs = read_inputs(catalog_path, options)?;
+    let read_s = started.elapsed().as_secs_f64();
     let Inputs {
         parent,
         anchors,
         ids,
         seen,
         new_embeddings,
-        anchor_embeddings,
+        anchor_vectors,
         new_batches,
     } = inputs;
     let n = ids.len();
@@ -210,6 +229,8 @@ pub fn update(
             new_samples: 0,
             new_batches,
             update_s: started.elapsed().as_secs_f64(),
+            read_s,
+            scan_s: 0.0,
             audit: None,
             added: Vec::new(),
             mode_check: None,
@@ -219,6 +240,16 @@ pub fn update(
     // The anchors all lie among the samples the parent saw, so none of them
     // is a new sample and nothing needs excluding from the new term.
     let exclude = vec![None; anchors.len()];
+    let mut anchor_embeddings = ndarray::Array2::zeros((anchors.len(), new_embeddings.ncols()));
+    for (mut out, row) in anchor_embeddings.outer_iter_mut().zip(&anchors) {
+        let v = anchor_vectors.get(row.sample_id).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "audit {} has no stored embedding for its anchor {}; run a new audit",
+                parent.audit_id, row.sample_id
+            ))
+        })?;
+        out.assign(&v);
+    }
     let bar = progress.bar(new_samples as u64, "updating");
     let extra = exact_sums(
         new_embeddings.view(),
@@ -246,6 +277,7 @@ pub fn update(
         })
         .collect();
     let update_s = started.elapsed().as_secs_f64();
+    let scan_s = update_s - read_s;
 
     let worst_anchor = results.iter().map(|a| a.score.neighbors).max().unwrap_or(0);
     let (mode_check, mode_check_skipped, added) = match check_modes(
@@ -284,6 +316,8 @@ pub fn update(
         "new_samples": new_samples,
         "new_batches": new_batches,
         "update_s": update_s,
+        "read_s": read_s,
+        "scan_s": scan_s,
         "mode_check": mode_check,
         "mode_check_skipped": mode_check_skipped,
         "added_anchors": added.len(),
@@ -310,7 +344,20 @@ pub fn update(
         elapsed_s,
         params,
     };
-    let audit_id = crate::audit::store(catalog_path, &audit, &results)?;
+    let added_rows: Vec<usize> = added
+        .iter()
+        .map(|a| {
+            ids[seen..]
+                .binary_search(&a.sample_id)
+                .expect("added anchors are new samples")
+        })
+        .collect();
+    let vectors = anchor_vectors.merged(&AnchorVectors::gather(
+        &ids[seen..],
+        new_embeddings.view(),
+        &added_rows,
+    ));
+    let audit_id = crate::audit::store(catalog_path, &audit, &results, Some(&vectors))?;
     let n_population = results.iter().filter(in_population).count();
     let report = AuditReport {
         audit_id,
@@ -339,6 +386,8 @@ pub fn update(
         new_samples,
         new_batches,
         update_s,
+        read_s,
+        scan_s,
         audit: Some(report),
         added,
         mode_check,

@@ -14,6 +14,7 @@
 //! | `world` | 0 | seed of the simulated world (all fixed random structure) |
 //! | `families` | 64 | healthy identity families |
 //! | `intrinsic` | 16 | intrinsic dimension of the healthy embeddings |
+//! | `map` | 2 | version of the map (only the current one is available) |
 //!
 //! # How it maps a code to an embedding
 //!
@@ -37,6 +38,20 @@
 //!
 //! Everything is a pure function of the specification: the same options give
 //! the same map on every machine.
+//!
+//! # One world, with or without collapse
+//!
+//! The healthy structure (the first `intrinsic + 8` latent directions, the
+//! families, the embedding basis) depends only on `world`, `latent`, `dim`,
+//! `families` and `intrinsic`, never on `modes` or `mass`: the latent basis
+//! has its own random stream, drawn column by column, and its QR factor's
+//! leading columns depend only on the leading columns drawn. So
+//! `modes=0` with the same world is the collapsed model with its planted
+//! regions healed: codes outside them give the same embeddings, and it is
+//! the right collapse-free reference for a calibration. Map version 1 (the
+//! first release) drew everything from one stream, so changing `modes`
+//! changed the whole world; a model sampled with it is refused more samples
+//! with version 2, as its stored specification lacks `map=2`.
 
 use nalgebra::DMatrix;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, s};
@@ -59,6 +74,8 @@ const FAMILY_OFFSET: f32 = 2.5;
 const FAMILY_SCALE_SPREAD: f64 = 0.5;
 /// Width of the logistic step at a planted region's boundary.
 const MODE_EDGE: f32 = 0.05;
+/// Version of the map from codes to embeddings (see the module's notes).
+pub const MAP_VERSION: u32 = 2;
 
 /// The simulator's options (its specification).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -120,6 +137,7 @@ impl Simulator {
             "world",
             "families",
             "intrinsic",
+            "map",
         ];
         let mut o = SimulatorOptions::default();
         for (key, value) in parse_options(spec, text, &known)? {
@@ -132,6 +150,18 @@ impl Simulator {
                 "world" => o.world = parse_value(spec, key, value)?,
                 "families" => o.families = parse_value(spec, key, value)?,
                 "intrinsic" => o.intrinsic = parse_value(spec, key, value)?,
+                "map" => {
+                    let version: u32 = parse_value(spec, key, value)?;
+                    if version != MAP_VERSION {
+                        return Err(Error::Generator {
+                            spec: spec.to_string(),
+                            reason: format!(
+                                "map={version} is not available: this modeaudit has only \
+                                 map={MAP_VERSION}"
+                            ),
+                        });
+                    }
+                }
                 _ => unreachable!("parse_options checks the keys"),
             }
         }
@@ -169,7 +199,10 @@ impl Simulator {
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(o.world ^ 0x6d6f_6465_6175_6469);
-        let latent_basis = orthonormal_columns(o.latent, columns, &mut rng);
+        // Its own stream, so that the number of planted directions changes
+        // nothing else in the world.
+        let mut basis_rng = ChaCha8Rng::seed_from_u64(o.world ^ 0x6c61_7465_6e74_0002);
+        let latent_basis = orthonormal_columns(o.latent, columns, &mut basis_rng);
         let embed_basis = orthonormal_columns(o.dim, o.intrinsic, &mut rng).reversed_axes();
         let centres = unit_rows(o.families, o.intrinsic, &mut rng);
         let prototypes = unit_rows(o.families, SELECTOR_DIM, &mut rng);
@@ -268,7 +301,8 @@ impl BlackBox for Simulator {
     fn spec(&self) -> String {
         let o = &self.options;
         format!(
-            "synthetic:latent={},dim={},modes={},mass={},tightness={},world={},families={},intrinsic={}",
+            "synthetic:latent={},dim={},modes={},mass={},tightness={},world={},families={},\
+             intrinsic={},map={MAP_VERSION}",
             o.latent, o.dim, o.modes, o.mass, o.tightness, o.world, o.families, o.intrinsic
         )
     }
@@ -315,6 +349,11 @@ impl BlackBox for Simulator {
 
 /// `rows x cols` matrix with orthonormal columns, from the QR factors of a
 /// Gaussian matrix.
+///
+/// The Gaussian matrix is drawn column by column (nalgebra's `from_fn` fills
+/// in column-major order), and column `j` of a Householder QR factor depends
+/// only on the first `j + 1` columns: drawing more columns leaves the earlier
+/// ones as they were.
 fn orthonormal_columns(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
     let gaussian = DMatrix::<f64>::from_fn(rows, cols, |_, _| StandardNormal.sample(rng));
     let q = gaussian.qr().q();
@@ -398,5 +437,46 @@ mod tests {
         let err = from_spec("synthetic:mass=x").err().unwrap().to_string();
         assert!(err.contains("not a valid value"), "{err}");
         assert!(from_spec("gan").is_err());
+        let err = from_spec("synthetic:map=1").err().unwrap().to_string();
+        assert!(err.contains("map=1 is not available"), "{err}");
+        assert!(from_spec("synthetic:map=2").is_ok());
+    }
+
+    #[test]
+    fn test_collapse_free_world_is_the_collapsed_one_healed() {
+        // Outside the planted regions the two give the same embeddings, so
+        // `modes=0` is the collapsed model's true collapse-free reference.
+        let collapsed =
+            Simulator::from_options("", "latent=48,dim=40,modes=2,mass=0.05,world=9").unwrap();
+        let healthy = Simulator::from_options("", "latent=48,dim=40,modes=0,world=9").unwrap();
+        let z = draw_latents(2000, 48, 3);
+        let a = collapsed.embed(z.view()).unwrap();
+        let b = healthy.embed(z.view()).unwrap();
+        let (mut outside, mut inside) = (0, 0);
+        for (i, row) in z.outer_iter().enumerate() {
+            let far_from_regions = (0..2).all(|m| {
+                let w = collapsed
+                    .latent_basis
+                    .column(collapsed.options.intrinsic + SELECTOR_DIM + m);
+                w.dot(&row) < collapsed.threshold - 1.0
+            });
+            let gap = a
+                .row(i)
+                .iter()
+                .zip(b.row(i))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            if far_from_regions {
+                outside += 1;
+                assert!(gap < 1e-5, "row {i}: {gap}");
+            } else if collapsed.planted_mode(row).is_some() {
+                inside += 1;
+                assert!(gap > 0.1, "row {i} is in a planted region: {gap}");
+            }
+        }
+        assert!(
+            outside > 900 && inside > 100,
+            "{outside} outside, {inside} inside"
+        );
     }
 }

@@ -275,7 +275,7 @@ fn project(basis: &[Vec<f64>], centre: &[f64], z: impl Iterator<Item = f64> + Cl
 /// the origin (the prior's mean), computed through the smaller of the Gram
 /// and the covariance matrix, largest first, each with a fixed sign (its
 /// largest entry positive) so the basis is reproducible.
-fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
+pub(crate) fn leading_directions(x: &DMatrix<f64>, dims: usize) -> Vec<Vec<f64>> {
     let (n, k) = x.shape();
     let mut directions: Vec<(f64, Vec<f64>)> = if n >= k {
         let m = x.transpose() * x / n as f64;

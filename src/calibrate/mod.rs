@@ -68,13 +68,16 @@ pub struct CalibrateOptions {
     pub components: usize,
     /// gmm: covariance policy.
     pub covariance: gmm::CovariancePolicy,
+    /// gmm: whether the mixture covers the whole code or the mode's
+    /// subspace (of `dims` directions).
+    pub space: gmm::Space,
     /// gmm: target rate `rho` (default: the median neighbour rate of random
     /// anchors).
     pub target_rate: Option<f64>,
     /// hull: codes of the `points` samples nearest the mode (default: all
     /// within the radius).
     pub points: Option<usize>,
-    /// hull: projected dimensions.
+    /// hull, and gmm in the mode's subspace: projected dimensions.
     pub dims: usize,
     /// hull: slack of the facet test, relative to the points' spread.
     pub tolerance: f64,
@@ -288,24 +291,49 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
                     "--target-rate must be in (0, 1), got {rho}"
                 )));
             }
+            if options.space == gmm::Space::Mode {
+                let needed = gmm::subspace_points_needed(options.dims);
+                if options.dims == 0 || options.dims > record.latent_dim {
+                    return Err(Error::InvalidArgument(format!(
+                        "--dims must be between 1 and the latent size ({})",
+                        record.latent_dim
+                    )));
+                }
+                if mode_neighbors < needed {
+                    return Err(Error::InvalidArgument(format!(
+                        "only {mode_neighbors} samples lie within radius {radius} of sample {mode}; \
+                         the mode's subspace of {} directions needs at least {needed} (lower --dims, \
+                         widen --radius, or use --space latent)",
+                        options.dims
+                    )));
+                }
+            }
             let mixture = gmm::fit(
                 latents.view(),
                 &in_mode,
-                options.components,
-                rho,
-                options.covariance,
-                options.seed,
+                &gmm::FitOptions {
+                    k: options.components,
+                    target_rate: rho,
+                    covariance: options.covariance,
+                    space: options.space,
+                    dims: options.dims,
+                    seed: options.seed,
+                },
             );
             let spread = mixture.rate_spread();
             if spread < 2.0 {
                 warnings.push(format!(
                     "the mode's codes are spread evenly over the clusters (largest rate {spread:.2} x the \
                      median): reweighting can do little here; k-means cannot localise the dense region \
-                     in this latent space (try more --components, or --method hull)"
+                     in this latent space (try --space mode, more --components, or --method hull)"
                 ));
             }
             summary.push(format!(
-                "k-means: {} components ({} iterations{}), covariances: {}",
+                "k-means{}: {} components ({} iterations{}), covariances: {}",
+                match options.space {
+                    gmm::Space::Latent => " over the whole code".to_string(),
+                    gmm::Space::Mode => format!(" in the mode's {} directions", options.dims),
+                },
                 mixture.components.len(),
                 mixture.kmeans_iterations,
                 if mixture.kmeans_converged {
@@ -434,7 +462,6 @@ pub fn fit(catalog_path: &Path, options: &CalibrateOptions) -> Result<CalibrateR
             params,
         })?
     };
-    let _ = record;
     Ok(CalibrateReport {
         calibration_id,
         model: options.model.clone(),

@@ -62,6 +62,37 @@ impl SampleRows<'_> {
     }
 }
 
+/// The `anchor_vectors` rows of an audit: one per id of `ids`, each with
+/// its embedding from `vectors`.
+pub(crate) fn anchor_vector_rows(
+    audit_id: i64,
+    ids: &[i64],
+    vectors: &super::AnchorVectors,
+) -> Result<RecordBatch> {
+    let mut matrix = Array2::<f32>::zeros((ids.len(), vectors.vectors.ncols()));
+    for (mut row, &id) in matrix.outer_iter_mut().zip(ids) {
+        let v = vectors.get(id).ok_or_else(|| {
+            Error::InvalidArgument(format!("no embedding given for anchor {id} of the audit"))
+        })?;
+        row.assign(&v);
+    }
+    Ok(RecordBatch::try_from_iter(vec![
+        (
+            "audit_id",
+            Arc::new(Int64Array::from(vec![audit_id; ids.len()])) as ArrayRef,
+        ),
+        (
+            "sample_id",
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "embedding",
+            Arc::new(list_of_rows(matrix.view())) as ArrayRef,
+        ),
+    ])
+    .expect("columns have equal lengths"))
+}
+
 fn item_field() -> Arc<Field> {
     Arc::new(Field::new("item", DataType::Float32, true))
 }

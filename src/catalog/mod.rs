@@ -20,6 +20,8 @@ mod arrow_io;
 
 use std::path::{Path, PathBuf};
 
+use duckdb::arrow::array::AsArray;
+use duckdb::arrow::datatypes::Int64Type;
 use duckdb::{Config, Connection, OptionalExt, params};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -29,7 +31,7 @@ use crate::error::{Error, Result};
 pub use arrow_io::{SampleRows, query_to_json};
 
 /// Schema version this program writes and fully understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations by target version: applying entry `i` takes a catalog from
 /// version `i` to `i + 1`.
@@ -37,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../sql/schema_v1.sql"),
     include_str!("../../sql/schema_v2.sql"),
     include_str!("../../sql/schema_v3.sql"),
+    include_str!("../../sql/schema_v4.sql"),
 ];
 
 /// The views of `sql/views.sql`, dropped before a migration so that no view
@@ -252,6 +255,56 @@ impl NewCalibration {
         get(&["mixture", "latent_dim"])
             .or_else(|| get(&["hull", "latent_dim"]))
             .unwrap_or(0) as usize
+    }
+}
+
+/// Anchors' embeddings, by sample id (ascending), as stored with an audit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnchorVectors {
+    pub ids: Vec<i64>,
+    pub vectors: Array2<f32>,
+}
+
+impl AnchorVectors {
+    /// Gathers the given rows of `embeddings`, whose row `r` is sample `ids[r]`.
+    pub fn gather(ids: &[i64], embeddings: ndarray::ArrayView2<'_, f32>, rows: &[usize]) -> Self {
+        let mut rows = rows.to_vec();
+        rows.sort_unstable_by_key(|&r| ids[r]);
+        rows.dedup();
+        AnchorVectors {
+            ids: rows.iter().map(|&r| ids[r]).collect(),
+            vectors: embeddings.select(ndarray::Axis(0), &rows),
+        }
+    }
+
+    /// The embedding of sample `id`, if present.
+    pub fn get(&self, id: i64) -> Option<ndarray::ArrayView1<'_, f32>> {
+        self.ids
+            .binary_search(&id)
+            .ok()
+            .map(|i| self.vectors.row(i))
+    }
+
+    /// These vectors and `other`'s, by id.
+    pub fn merged(&self, other: &AnchorVectors) -> AnchorVectors {
+        let mut all: Vec<(i64, ndarray::ArrayView1<'_, f32>)> = self
+            .ids
+            .iter()
+            .copied()
+            .zip(self.vectors.outer_iter())
+            .chain(other.ids.iter().copied().zip(other.vectors.outer_iter()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all.dedup_by_key(|(id, _)| *id);
+        let dim = self.vectors.ncols().max(other.vectors.ncols());
+        let mut vectors = Array2::zeros((all.len(), dim));
+        for (mut row, (_, v)) in vectors.outer_iter_mut().zip(&all) {
+            row.assign(v);
+        }
+        AnchorVectors {
+            ids: all.iter().map(|(id, _)| *id).collect(),
+            vectors,
+        }
     }
 }
 
@@ -667,6 +720,33 @@ impl Catalog {
         self.vectors_of(model, ids, "latent", dim)
     }
 
+    /// The embeddings stored with an audit's anchors, or `None` when the
+    /// audit has none for some of its anchors (audits stored before schema
+    /// version 4, and searches for modes, which keep none).
+    pub fn anchor_vectors(&self, audit_id: i64, dim: usize) -> Result<Option<AnchorVectors>> {
+        let anchors: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM anchor_scores WHERE audit_id = ?",
+                params![audit_id],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("count anchors", e))?;
+        // `read_vectors` binds a text and an id; the text is unused here.
+        let (ids, vectors) = arrow_io::read_vectors(
+            &self.conn,
+            "SELECT sample_id, embedding FROM anchor_vectors WHERE ? IS NOT NULL AND audit_id = ? \
+             ORDER BY sample_id",
+            "anchor vectors",
+            audit_id,
+            dim,
+        )?;
+        if ids.is_empty() || ids.len() as i64 != anchors {
+            return Ok(None);
+        }
+        Ok(Some(AnchorVectors { ids, vectors }))
+    }
+
     /// Embeddings of the given samples of a model, in the order given;
     /// refuses samples that do not exist.
     pub fn embeddings_of(&self, model: &str, ids: &[i64]) -> Result<Array2<f32>> {
@@ -986,17 +1066,20 @@ impl Catalog {
         Ok(rows)
     }
 
-    /// Sample ids of a model, ascending.
+    /// Sample ids of a model, ascending. Read through Arrow: row by row, a
+    /// million ids took longer than the update that asked for them.
     pub fn sample_ids(&self, model: &str) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn
             .prepare("SELECT sample_id FROM samples WHERE model = ? ORDER BY sample_id")
             .map_err(|e| Error::catalog("list samples", e))?;
-        let ids = stmt
-            .query_map(params![model], |row| row.get(0))
+        let mut ids = Vec::new();
+        for batch in stmt
+            .query_arrow(params![model])
             .map_err(|e| Error::catalog("list samples", e))?
-            .collect::<std::result::Result<Vec<i64>, _>>()
-            .map_err(|e| Error::catalog("list samples", e))?;
+        {
+            ids.extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
+        }
         Ok(ids)
     }
 
@@ -1056,7 +1139,14 @@ impl Catalog {
     }
 
     /// Stores an audit and its anchors' rows in one transaction; returns its id.
-    pub fn insert_audit(&mut self, audit: &NewAudit, rows: &[AnchorRow]) -> Result<i64> {
+    /// Stores an audit with its anchors' scores and, when given, their
+    /// embeddings (every row's sample must be in `vectors`).
+    pub fn insert_audit(
+        &mut self,
+        audit: &NewAudit,
+        rows: &[AnchorRow],
+        vectors: Option<&AnchorVectors>,
+    ) -> Result<i64> {
         let tx = self
             .conn
             .transaction()
@@ -1115,6 +1205,19 @@ impl Catalog {
             appender
                 .flush()
                 .map_err(|e| Error::catalog("flush anchor scores", e))?;
+        }
+        if let Some(vectors) = vectors {
+            let ids: Vec<i64> = rows.iter().map(|r| r.sample_id).collect();
+            let batch = arrow_io::anchor_vector_rows(audit_id, &ids, vectors)?;
+            let mut appender = tx
+                .appender("anchor_vectors")
+                .map_err(|e| Error::catalog("open appender", e))?;
+            appender
+                .append_record_batch(batch)
+                .map_err(|e| Error::catalog("append anchor vectors", e))?;
+            appender
+                .flush()
+                .map_err(|e| Error::catalog("flush anchor vectors", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit audit", e))?;
         self.checkpoint()?;
@@ -1189,6 +1292,14 @@ fn drop_where(conn: &Connection, model: &str, batch_id: Option<i64>) -> Result<D
     conn.execute(
         &format!(
             "DELETE FROM anchor_scores WHERE audit_id IN \
+             (SELECT audit_id FROM audits WHERE {DROP_AUDITS})"
+        ),
+        params![model, first_id],
+    )
+    .map_err(fail)?;
+    conn.execute(
+        &format!(
+            "DELETE FROM anchor_vectors WHERE audit_id IN \
              (SELECT audit_id FROM audits WHERE {DROP_AUDITS})"
         ),
         params![model, first_id],

@@ -127,6 +127,7 @@ pub fn run(
                 seed: 0,
                 components: 50,
                 covariance: calibrate::gmm::CovariancePolicy::Auto,
+                space: calibrate::gmm::Space::Mode,
                 target_rate: None,
                 points: None,
                 dims: 4,

@@ -14,7 +14,7 @@ use modeaudit::audit::{self, AuditOptions, ModesOptions, NeighborLimit, Neighbor
 use modeaudit::blackbox::RunOptions;
 use modeaudit::blackbox::onnx::Device;
 use modeaudit::blackbox::preprocess::{ChannelOrder, InputScale};
-use modeaudit::calibrate::gmm::CovariancePolicy;
+use modeaudit::calibrate::gmm::{CovariancePolicy, Space};
 use modeaudit::calibrate::{self, CalibrateOptions, Method};
 use modeaudit::catalog::Catalog;
 use modeaudit::compare;
@@ -231,6 +231,13 @@ enum Command {
         /// gmm: which covariances the components may have.
         #[arg(long, value_enum, default_value_t = CovariancePolicy::Auto)]
         covariance: CovariancePolicy,
+        /// gmm: cluster the whole latent code (`latent`, the authors'
+        /// method) or the --dims directions that set the mode's codes apart,
+        /// keeping the prior elsewhere (`mode`, our addition; it isolates a
+        /// dense region that whole-code clusters cannot in a large latent
+        /// space).
+        #[arg(long, value_enum, default_value_t = Space::Mode)]
+        space: Space,
         /// gmm: lower components whose share of members near the mode
         /// exceeds this rate (default: the median neighbour rate of random
         /// anchors).
@@ -240,7 +247,8 @@ enum Command {
         /// the mode (default: all within the radius).
         #[arg(long)]
         points: Option<usize>,
-        /// hull: principal directions the codes are projected onto.
+        /// hull, and gmm with --space mode: directions the mode's codes are
+        /// projected onto.
         #[arg(long, default_value_t = 4)]
         dims: usize,
         /// hull: slack of the facet test, relative to the points' spread.
@@ -620,6 +628,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             seed,
             components,
             covariance,
+            space,
             target_rate,
             points,
             dims,
@@ -635,6 +644,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 seed,
                 components,
                 covariance,
+                space,
                 target_rate,
                 points,
                 dims,

@@ -284,6 +284,7 @@ fn test_both_methods_reduce_the_planted_collapse() {
             seed: 0,
             components: 50,
             covariance: calibrate::gmm::CovariancePolicy::Auto,
+            space: calibrate::gmm::Space::Mode,
             target_rate: None,
             points: None,
             dims: 4,
@@ -343,18 +344,14 @@ fn test_both_methods_reduce_the_planted_collapse() {
             "{}: mean MCCS rose",
             method.as_str()
         );
-        // The issue asks for FD(calibrated, collapse-free) < FD(collapsed,
-        // collapse-free). NOT MET here: in this world the FD between two
-        // independent sets of 20,000 samples is ~1.41 with or without the
-        // planted mode, and both methods moved it by about +0.3% while
-        // cutting the mode's rate 3-5 times. In the demo's 512-dimensional
-        // world both lower it (0.166 -> 0.165 gmm, 0.150 hull), but there
-        // the mixture barely thins the mode (rate x0.94). Until one world
-        // shows both, the FD is held within 1% of the collapsed model's, so
-        // that a real regression of the output distribution still fails.
+        // The output distribution ends closer to the collapse-free model of
+        // the same world (the collapsed one with its planted region healed)
+        // than the collapsed model was: by at least half (measured: gmm
+        // 0.041 -> 0.002, hull 0.041 -> 0.012; two independent collapse-free
+        // sets of this size are 0.0004 apart).
         assert!(
-            fd_after < 1.01 * fd_before,
-            "{}: FD {fd_after} more than 1% above {fd_before}",
+            fd_after < 0.5 * fd_before,
+            "{}: FD to the collapse-free model {fd_before} -> {fd_after}",
             method.as_str()
         );
         // The calibration is stored with its parameters and drawn again alike.

@@ -550,8 +550,9 @@ fn test_committed_v3_catalog_and_index_still_read() {
     assert_eq!(audits[1]["kind"], "update");
     assert_eq!(audits[1]["max_sample_id"], 600);
     // The index's files are read as they are: no rebuild.
+    // Opening it migrated it to the current schema.
     let check = ws.json(&["check"]);
-    assert_eq!(check["schema_version"], 3);
+    assert_eq!(check["schema_version"], 4);
     assert_eq!(check["indexes"][0]["found"]["state"], "current", "{check}");
     let nb = ws.json(&["neighbors", "--model", "fixture", "--id", "1", "--k", "3"]);
     assert_eq!(nb["index_action"], "loaded");
@@ -572,6 +573,60 @@ fn test_committed_v3_catalog_and_index_still_read() {
         again["population"]["mean"].as_f64().unwrap(),
     );
     assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    // The fixture was sampled with the simulator's first map, so version 2
+    // refuses to add to it rather than mix two maps in one model.
+    let err = ws.fails(&[
+        "sample",
+        "--model",
+        "fixture",
+        "--generator",
+        "synthetic:latent=32,dim=16,modes=1,mass=0.05,world=1",
+        "--n",
+        "50",
+    ]);
+    assert!(err.contains("map=2"), "{err}");
+    // Its update, stored before anchors kept their embeddings, is updated
+    // again (its anchors read from the samples table) and equals a full
+    // audit. New samples come in as another client would add them.
+    {
+        let conn = duckdb::Connection::open(&ws.catalog).unwrap();
+        conn.execute_batch(
+            "INSERT INTO batches (batch_id, model, source, seed, n, calibration_id, created_at, \
+             chunk, run_n) VALUES (3, 'fixture', 'copies', NULL, 50, NULL, now(), 0, 50);
+             INSERT INTO samples SELECT sample_id + 600, model, 3, latent, embedding \
+             FROM samples WHERE sample_id <= 50;",
+        )
+        .unwrap();
+    }
+    let updated = ws.json(&[
+        "audit",
+        "--model",
+        "fixture",
+        "--update",
+        "2",
+        "--mode-check",
+        "never",
+    ]);
+    let full = ws.json(&[
+        "audit",
+        "--model",
+        "fixture",
+        "--anchors-from",
+        "1",
+        "--search",
+        "exact",
+    ]);
+    let (u, f) = (
+        updated["audit"]["population"]["mean"].as_f64().unwrap(),
+        full["population"]["mean"].as_f64().unwrap(),
+    );
+    assert!((u - f).abs() < 1e-9 * f.abs().max(1.0), "{u} vs {f}");
+    // The new audits keep their anchors' embeddings.
+    let kept = ws.json(&[
+        "sql",
+        "SELECT count(*) FROM anchor_vectors WHERE audit_id = 4",
+    ]);
+    assert_eq!(kept["rows"][0][0], 20);
 }
 
 /// A catalog at schema version 2, made from the committed migration files
@@ -603,7 +658,7 @@ fn test_a_version_2_catalog_is_migrated_in_place() {
     let models = ws.json(&["models"]);
     assert_eq!(models["models"][0]["n_samples"], 3);
     let version = ws.json(&["sql", "SELECT max(version) FROM schema_info"]);
-    assert_eq!(version["rows"][0][0], 3);
+    assert_eq!(version["rows"][0][0], 4);
     let rows = ws.json(&["sql", "SELECT role FROM anchor_scores"]);
     assert_eq!(rows["rows"], serde_json::json!([["random"]]));
     let runs = ws.json(&["sql", "SELECT chunk, run_n FROM batches"]);

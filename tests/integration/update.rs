@@ -236,6 +236,20 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
         rows.iter().filter(|r| r.role == AnchorRole::Added).count(),
         1
     );
+    // Their embeddings are kept with the audit, the added one's too, equal
+    // to the samples' own, so the next update reads no other samples.
+    let catalog = Catalog::open_read_only(&ws.catalog).unwrap();
+    let dim = catalog.require_model("m").unwrap().embed_dim;
+    let kept = catalog
+        .anchor_vectors(audit.audit_id, dim)
+        .unwrap()
+        .expect("every anchor's embedding is kept");
+    assert_eq!(kept.ids.len(), 9);
+    for id in [densest.sample_id, rows[rows.len() - 1].sample_id] {
+        let (embedding, _) = catalog.sample("m", id).unwrap();
+        assert_eq!(kept.get(id).unwrap().to_vec(), embedding);
+    }
+    drop(catalog);
     sample(&ws, 100, 3);
     let next = update::update(
         &ws.catalog,
