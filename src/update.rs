@@ -175,7 +175,7 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
     let dim = catalog.require_model(&options.model)?.embed_dim;
     // Stored with the parent since schema version 4; for an older parent
     // they are looked up among the samples, which scans every embedding.
-    let anchor_vectors = match catalog.anchor_vectors(parent_id, dim)? {
+    let anchor_vectors = match catalog.anchor_vectors(parent_id, anchors.len(), dim)? {
         Some(vectors) => vectors,
         None => {
             let mut anchor_ids: Vec<i64> = anchors.iter().map(|a| a.sample_id).collect();

@@ -720,28 +720,30 @@ impl Catalog {
         self.vectors_of(model, ids, "latent", dim)
     }
 
-    /// The embeddings stored with an audit's anchors, or `None` when the
-    /// audit has none for some of its anchors (audits stored before schema
+    /// The embeddings stored with an audit's `anchors` anchors, or `None`
+    /// when the audit has none for some of them (audits stored before schema
     /// version 4, and searches for modes, which keep none).
-    pub fn anchor_vectors(&self, audit_id: i64, dim: usize) -> Result<Option<AnchorVectors>> {
-        let anchors: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM anchor_scores WHERE audit_id = ?",
-                params![audit_id],
-                |row| row.get(0),
-            )
-            .map_err(|e| Error::catalog("count anchors", e))?;
-        // `read_vectors` binds a text and an id; the text is unused here.
+    pub fn anchor_vectors(
+        &self,
+        audit_id: i64,
+        anchors: usize,
+        dim: usize,
+    ) -> Result<Option<AnchorVectors>> {
+        // The id is an integer, written into the query so that DuckDB
+        // pushes the filter into its scan; `read_vectors` binds a text and
+        // an id, unused here.
         let (ids, vectors) = arrow_io::read_vectors(
             &self.conn,
-            "SELECT sample_id, embedding FROM anchor_vectors WHERE ? IS NOT NULL AND audit_id = ? \
-             ORDER BY sample_id",
+            &format!(
+                "SELECT sample_id, embedding FROM anchor_vectors \
+                 WHERE audit_id = {audit_id} AND ? IS NOT NULL AND ? IS NOT NULL \
+                 ORDER BY sample_id"
+            ),
             "anchor vectors",
             audit_id,
             dim,
         )?;
-        if ids.is_empty() || ids.len() as i64 != anchors {
+        if ids.is_empty() || ids.len() != anchors {
             return Ok(None);
         }
         Ok(Some(AnchorVectors { ids, vectors }))

@@ -241,7 +241,7 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
     let catalog = Catalog::open_read_only(&ws.catalog).unwrap();
     let dim = catalog.require_model("m").unwrap().embed_dim;
     let kept = catalog
-        .anchor_vectors(audit.audit_id, dim)
+        .anchor_vectors(audit.audit_id, 9, dim)
         .unwrap()
         .expect("every anchor's embedding is kept");
     assert_eq!(kept.ids.len(), 9);
