@@ -23,7 +23,7 @@
 //!
 //! Why inserting is deferred to first use instead of done by `sample`: the
 //! build rate is the index's bottleneck, a model usually receives several
-//! batches before anyone queries it, and one parallel build over all of them
+//! batches before anyone queries it, and one build over all of them
 //! costs less than a load, insert and dump per batch. It also keeps `sample`
 //! short and its hold on the catalog brief. `modeaudit index` builds it
 //! explicitly.
