@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, IndexParams, ModelIndex, SyncAction, radius::Scratch};
 use crate::progress::Progress;
 use crate::score::{AnchorScore, AnchorSums, Kernel, Population, sampling_remarks};
-use crate::search::{self, SearchMode, Workload, exact_sums};
+use crate::search::{self, IndexState, SearchMode, Workload, exact_sums};
 use crate::vector::dot_exact;
 
 /// Anchors of an hnsw audit whose counts are completed by an exact scan
@@ -25,6 +25,9 @@ use crate::vector::dot_exact;
 /// worst-case mode and its count are exact. Cost: this many times
 /// `samples * dim` multiply-adds.
 pub const EXACT_DENSEST: usize = 8;
+/// Anchors on which `--search auto` measures the walk fraction that prices
+/// the hnsw search (see [`search::choose`]).
+const PILOT_ANCHORS: usize = 16;
 
 /// Options of a random-anchor audit.
 #[derive(Debug, Clone)]
@@ -183,31 +186,45 @@ pub fn run_audit(
             draw_anchor_rows(n, options.anchors, options.seed)
         }
     };
-    let dir = index::model_index_dir(catalog_path, &options.model);
-    let published = index::published_coverage(&dir);
+    // `auto` reads the embeddings first, as the exact scan would: a pilot
+    // on a few anchors then tells how far a graph query would have to walk
+    // on these data, the one cost the model cannot know in advance. If the
+    // index wins, the embeddings were read for nothing; that read costs
+    // less than loading the index.
+    let mut loaded = None;
     let (mode, reason) = match options.search {
         SearchMode::Auto => {
-            let (ready, missing) = match &published {
-                Some((coverage, _)) if coverage.n_points as usize == n => (true, 0),
-                Some((coverage, _)) => (false, n.saturating_sub(coverage.n_points as usize)),
-                None => (false, n),
+            let samples = load_samples(catalog_path, &options.model)?;
+            let pilot = &rows[..rows.len().min(PILOT_ANCHORS)];
+            let walk_fraction = search::walk_fraction(samples.embeddings.view(), pilot, &kernel);
+            let dir = index::model_index_dir(catalog_path, &options.model);
+            let index = match index::published_coverage(&dir) {
+                Some((coverage, _)) if coverage == index::Coverage::of(&ids) => IndexState::Ready,
+                Some((coverage, _)) if (coverage.n_points as usize) < n => IndexState::Behind {
+                    missing: n - coverage.n_points as usize,
+                },
+                _ => IndexState::Behind { missing: n },
             };
-            search::choose(Workload {
-                n_anchors: options.anchors,
-                n_samples: n,
-                dim,
-                index_ready: ready,
-                index_missing: missing,
-            })
+            loaded = Some(samples);
+            search::choose(
+                Workload {
+                    n_anchors: rows.len(),
+                    n_samples: n,
+                    dim,
+                    walk_fraction,
+                    index,
+                },
+                EXACT_DENSEST,
+            )
         }
         other => (other, "chosen by the user".to_string()),
     };
-    tracing::debug!(search = mode.as_str(), %reason, "search chosen");
     let mut index_s = None;
     let mut index_action = None;
     let search_started;
     let (sums, vectors): (Vec<AnchorSums>, AnchorVectors) = match mode {
         SearchMode::Hnsw => {
+            drop(loaded);
             let synced = index::sync(catalog_path, &options.model, options.index_params, progress)?;
             index_s = Some(synced.elapsed_s);
             index_action = Some(synced.action);
@@ -236,7 +253,10 @@ pub fn run_audit(
             (sums, vectors)
         }
         _ => {
-            let loaded = load_samples(catalog_path, &options.model)?;
+            let loaded = match loaded {
+                Some(loaded) => loaded,
+                None => load_samples(catalog_path, &options.model)?,
+            };
             debug_assert_eq!(loaded.ids, ids);
             search_started = Instant::now();
             let queries = loaded.embeddings.select(Axis(0), &rows);

@@ -174,6 +174,27 @@ impl ModelIndex {
             .collect()
     }
 
+    /// Mean number of points a radius query visits, over the member
+    /// `queries`: the pilot of the search cost model
+    /// ([`crate::search::IndexCost::Loaded`]). Deterministic, as the graph
+    /// and the expansion are.
+    pub fn mean_visits(&self, queries: &[usize], kernel: &Kernel) -> f64 {
+        if queries.is_empty() {
+            return 0.0;
+        }
+        let total: usize = queries
+            .par_iter()
+            .map_init(
+                || Scratch::new(self.len()),
+                |scratch, &id| {
+                    self.ball(self.vector(id), kernel.screen_dot(), scratch)
+                        .visited
+                },
+            )
+            .sum();
+        total as f64 / queries.len() as f64
+    }
+
     /// A density score for every point: the mean index distance (`1 - dot`)
     /// to its `nearest` closest bottom-layer links. Smaller means denser.
     pub fn link_density(&self, nearest: usize) -> Vec<f32> {

@@ -187,35 +187,121 @@ pub struct Workload {
     pub n_anchors: usize,
     pub n_samples: usize,
     pub dim: usize,
-    /// Whether an up-to-date index is on disk (no build needed).
-    pub index_ready: bool,
-    /// Points the index lacks and would have to insert first.
-    pub index_missing: usize,
+    /// Share of the samples within a graph expansion's walking distance of
+    /// an anchor, measured on a few of the job's anchors by
+    /// [`walk_fraction`]. A graph query's cost follows it; only the data can
+    /// tell it.
+    pub walk_fraction: f64,
+    /// Whether the index covers every sample, or how many it lacks.
+    pub index: IndexState,
 }
 
-/// Picks exact or hnsw for a job, with the reason, from rough per-operation
-/// costs measured on the development machine (see `benches/`):
+/// The index as far as the cost of a job goes.
+#[derive(Debug, Clone, Copy)]
+pub enum IndexState {
+    /// Published and covering every sample: it only has to be loaded.
+    Ready,
+    /// `missing` samples must be inserted first (all of them when there is
+    /// no usable index).
+    Behind { missing: usize },
+}
+
+/// Multiply-adds per second and thread of the exact scan, screen included
+/// (`exact_scan` benchmark: 1,000 x 50,000 x 512 in 0.32 s on 2 threads).
+const EXACT_RATE: f64 = 4e10;
+/// Points a graph query visits per sample within its walking distance: each
+/// walked point's bottom-layer links reach points just beyond the shell.
+/// Measured with [`crate::index::ModelIndex::mean_visits`] on the compare
+/// benchmark's data: 9.5 at 10,000 samples, 8.4 at 100,000.
+const VISITS_PER_WALKED: f64 = 9.0;
+/// Points the initial beam search visits before the expansion.
+const BASE_VISITS: f64 = 500.0;
+/// Seconds per visited point and thread: a link, a random read of the
+/// point's vector and a single-precision dot product. Measured 3.9e-7 at
+/// 10,000 samples and 6.3e-7 at 100,000 (more cache misses); the larger is
+/// kept.
+const VISIT_S: f64 = 6e-7;
+/// Seconds per point to load a published index (hnsw_rs reads its graph
+/// point by point: 1.1 to 1.6 s at 100,000 points).
+const LOAD_S: f64 = 1.5e-5;
+/// Seconds to insert one point into the index. The build is serial (see
+/// `crate::index`), so this is not divided among threads: 1,000 points per
+/// second measured at 100,000 samples, 520 at a million.
+const INSERT_S: f64 = 1e-3;
+/// Double-precision multiply-adds per second and thread when an hnsw audit
+/// completes its densest anchors exactly.
+const EXACT_F64_RATE: f64 = 2e9;
+
+/// Share of `samples` within the walking distance of a graph expansion
+/// (the screening distance plus [`crate::index::radius::EXPANSION_SHELL`])
+/// of the `pilot` rows, each excluded from its own count. Costs
+/// `pilot.len() / anchors` of the exact scan.
+pub fn walk_fraction(samples: ArrayView2<'_, f32>, pilot: &[usize], kernel: &Kernel) -> f64 {
+    let n = samples.nrows();
+    if pilot.is_empty() || n < 2 {
+        return 0.0;
+    }
+    let walk =
+        (Kernel::distance(kernel.screen_dot()) + crate::index::radius::EXPANSION_SHELL).min(1.0);
+    let wide = Kernel::new(kernel.theta(), walk).expect("a distance in [0, 1]");
+    let queries = samples.select(ndarray::Axis(0), pilot);
+    let exclude: Vec<Option<usize>> = pilot.iter().map(|&r| Some(r)).collect();
+    let sums = exact_sums(
+        samples,
+        0,
+        queries.view(),
+        &exclude,
+        &wide,
+        &ProgressBar::hidden(),
+    );
+    let walked: u64 = sums.iter().map(|s| s.neighbors).sum();
+    walked as f64 / (pilot.len() as f64 * (n - 1) as f64)
+}
+
+/// Points a graph query is expected to visit among `n_samples` when
+/// `walk_fraction` of them lie within its walking distance.
+pub fn estimated_visits(walk_fraction: f64, n_samples: usize) -> f64 {
+    let n = n_samples as f64;
+    (VISITS_PER_WALKED * walk_fraction * n + BASE_VISITS).min(n)
+}
+
+/// Picks exact or hnsw for a job, with the reason, from per-operation costs
+/// measured on the development machine (2 cores with AVX-512; see the
+/// constants above). The embeddings are already in memory when it is asked,
+/// so reading them costs neither side.
 ///
-/// - exact: `anchors * samples * dim` multiply-adds at ~1e11 per second;
-/// - hnsw: inserting a point costs ~0.3 ms per core, a query ~5 ms per core
-///   plus the index load.
+/// - exact: `anchors * samples * dim` multiply-adds;
+/// - hnsw: loading the index or inserting what it lacks, then per query the
+///   points the expansion visits (estimated from the walk fraction), plus
+///   the exact completion of the `dense_exact` densest anchors against
+///   every sample.
 ///
-/// The model only has to get the order of magnitude right: the two differ by
-/// far more than its error wherever the choice matters.
-pub fn choose(work: Workload) -> (SearchMode, String) {
+/// The model only has to get the order of magnitude right. Its first form
+/// took a fixed 5 ms per query, and at a million samples it chose hnsw for
+/// an audit that then took 96 s against 14 s for the exact scan: a query's
+/// cost grows with its ball, and the ball with the sample count.
+pub fn choose(work: Workload, dense_exact: usize) -> (SearchMode, String) {
     let threads = rayon::current_num_threads().max(1) as f64;
-    let exact_s =
-        work.n_anchors as f64 * work.n_samples as f64 * work.dim as f64 / (1e11 * threads / 2.0);
-    let build_s = work.index_missing as f64 * 3e-4 / threads;
-    let load_s = if work.index_ready {
-        work.n_samples as f64 * 2e-6
-    } else {
-        0.0
+    let (a, n, d) = (
+        work.n_anchors as f64,
+        work.n_samples as f64,
+        work.dim as f64,
+    );
+    let exact_s = a * n * d / (EXACT_RATE * threads);
+    let visits = estimated_visits(work.walk_fraction, work.n_samples);
+    let query_s = a * visits * VISIT_S / threads;
+    let dense_s = dense_exact.min(work.n_anchors) as f64 * n * d / (EXACT_F64_RATE * threads);
+    let (prepare_s, prepare) = match work.index {
+        IndexState::Ready => (n * LOAD_S, "loading the index"),
+        IndexState::Behind { missing } => {
+            (missing as f64 * INSERT_S, "indexing the missing samples")
+        }
     };
-    let query_s = work.n_anchors as f64 * 5e-3 / threads;
-    let hnsw_s = build_s + load_s + query_s;
+    let hnsw_s = prepare_s + query_s + dense_s;
     let reason = format!(
-        "estimated exact {exact_s:.1} s, hnsw {hnsw_s:.1} s (build {build_s:.1} s, queries {query_s:.1} s)"
+        "estimated exact {exact_s:.1} s, hnsw {hnsw_s:.1} s ({prepare} {prepare_s:.1} s, \
+         about {visits:.0} points visited per query: {:.2}% of the samples within walking distance)",
+        100.0 * work.walk_fraction
     );
     if hnsw_s < exact_s {
         (SearchMode::Hnsw, reason)
@@ -268,6 +354,52 @@ mod tests {
                     < 1e-9 * want.similarity_sum.max(1.0)
             );
         }
+    }
+
+    #[test]
+    fn test_walk_fraction_counts_like_a_pairwise_loop() {
+        let x = unit_rows(2000, 3, 5);
+        let kernel = Kernel::new(0.2, 0.25).unwrap();
+        let pilot = [0usize, 10, 999];
+        let walk = 0.25 + crate::index::radius::EXPANSION_SHELL;
+        let mut within = 0usize;
+        for &p in &pilot {
+            for j in (0..x.nrows()).filter(|&j| j != p) {
+                let dot = dot_exact(x.row(p).as_slice().unwrap(), x.row(j).as_slice().unwrap());
+                within += usize::from(Kernel::distance(dot) <= walk);
+            }
+        }
+        let want = within as f64 / (3.0 * 1999.0);
+        let got = walk_fraction(x.view(), &pilot, &kernel);
+        assert!((got - want).abs() < 2.0 / (3.0 * 1999.0), "{got} vs {want}");
+    }
+
+    #[test]
+    fn test_cost_model_keeps_large_balls_on_the_exact_scan() {
+        // The case it once got wrong: a million samples whose balls hold
+        // about 1% of them, 2.5% within walking distance, index loaded.
+        let work = Workload {
+            n_anchors: 1000,
+            n_samples: 1_000_000,
+            dim: 512,
+            walk_fraction: 0.025,
+            index: IndexState::Ready,
+        };
+        assert_eq!(choose(work, 8).0, SearchMode::Exact);
+        // Tight balls and many anchors: the graph wins once it is built...
+        let tight = Workload {
+            n_anchors: 10_000,
+            walk_fraction: 1e-5,
+            ..work
+        };
+        let (mode, reason) = choose(tight, 8);
+        assert_eq!(mode, SearchMode::Hnsw, "{reason}");
+        // ...but not when a million points must be inserted first.
+        let unbuilt = Workload {
+            index: IndexState::Behind { missing: 1_000_000 },
+            ..tight
+        };
+        assert_eq!(choose(unbuilt, 8).0, SearchMode::Exact);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use modeaudit::index::IndexParams;
 use modeaudit::progress::Progress;
 use modeaudit::sampling;
 use modeaudit::score::Kernel;
-use modeaudit::search::{SearchMode, exact_sums};
+use modeaudit::search::{self, SearchMode, exact_sums};
 
 use crate::common::Workspace;
 
@@ -61,6 +61,36 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
         exact.worst.unwrap().sample_id
     );
     assert!((hnsw.population.mean - exact.population.mean).abs() < 0.01);
+
+    // The cost model's premise: a graph query visits a number of points that
+    // follows the share of samples within walking distance. Its estimate must
+    // hold to a factor of 3 here, far from the 512-dimensional data it was
+    // fitted on (128 dimensions, two planted modes).
+    let catalog = Catalog::open(&ws.catalog).unwrap();
+    let (_, embeddings) = catalog.embeddings("m", 0).unwrap();
+    drop(catalog);
+    let index =
+        modeaudit::index::sync(&ws.catalog, "m", IndexParams::default(), Progress::hidden())
+            .unwrap()
+            .index;
+    let kernel = Kernel::new(0.3, 0.3).unwrap();
+    let pilot: Vec<usize> = (0..64).map(|i| i * 467).collect();
+    let measured = index.mean_visits(&pilot, &kernel);
+    let fraction = search::walk_fraction(embeddings.view(), &pilot, &kernel);
+    let estimated = search::estimated_visits(fraction, embeddings.nrows());
+    eprintln!("visits per query: measured {measured:.0}, estimated {estimated:.0}");
+    assert!(
+        measured / 3.0 <= estimated && estimated <= measured * 3.0,
+        "measured {measured:.0} visits per query, estimated {estimated:.0}"
+    );
+    // And `auto` takes the exact scan here, saying why.
+    let auto = audit(&ws, SearchMode::Auto);
+    assert_eq!(auto.search, SearchMode::Exact);
+    assert!(
+        auto.search_reason.contains("walking distance"),
+        "{}",
+        auto.search_reason
+    );
 }
 
 #[test]
