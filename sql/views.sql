@@ -1,5 +1,8 @@
--- Views for the common questions. modeaudit (re)creates them whenever it
--- opens a catalog for writing, so they always match the program's version.
+-- Views for the common questions. They belong to the schema version:
+-- modeaudit creates them with the schema, when it migrates a catalog, and
+-- whenever one is missing, so changing a view here needs a new schema
+-- version (a migration, even an empty one) to reach existing catalogs.
+-- Every view is listed in VIEW_NAMES in src/catalog/mod.rs.
 
 -- The latest audit of each model (any kind).
 CREATE OR REPLACE VIEW latest_audit AS

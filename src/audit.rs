@@ -365,8 +365,18 @@ pub(crate) fn store(
             mccs: a.score.mccs,
         })
         .collect();
+    let started = Instant::now();
     let mut catalog = Catalog::open(catalog_path)?;
-    catalog.insert_audit(audit, &rows, vectors)
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "store: catalog open"
+    );
+    let audit_id = catalog.insert_audit(audit, &rows, vectors)?;
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "store: audit stored"
+    );
+    Ok(audit_id)
 }
 
 /// Options of the search for modes over every sample.

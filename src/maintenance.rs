@@ -107,7 +107,7 @@ pub fn check(
     params: IndexParams,
     progress: Progress,
 ) -> Result<CheckReport> {
-    let (schema_version, models, batches, samples, catalog_problems, model_ids) = {
+    let (views_ok, schema_version, models, batches, samples, catalog_problems, model_ids) = {
         let catalog = Catalog::open_read_only(catalog_path)?;
         let conn = catalog.connection();
         let count = |sql: &str| -> Result<i64> {
@@ -122,6 +122,19 @@ pub fn check(
                 problems.push(format!("{found} {what}"));
             }
         }
+        let missing_views = catalog.missing_views();
+        if !missing_views.is_empty() {
+            problems.push(format!(
+                "{} views missing or broken ({}){}",
+                missing_views.len(),
+                missing_views.join(", "),
+                if repair {
+                    "; recreated"
+                } else {
+                    "; --repair recreates them"
+                }
+            ));
+        }
         let summaries = catalog.model_summaries()?;
         let mut model_ids = Vec::new();
         for summary in &summaries {
@@ -133,6 +146,7 @@ pub fn check(
             catalog.require_model(model)?;
         }
         (
+            missing_views.is_empty(),
             schema_version,
             summaries.len(),
             count("SELECT count(*) FROM batches")?,
@@ -141,6 +155,9 @@ pub fn check(
             model_ids,
         )
     };
+    if repair && !views_ok {
+        Catalog::open(catalog_path)?.create_views()?;
+    }
     let mut indexes = Vec::new();
     for (model, ids) in model_ids {
         let dir = index::model_index_dir(catalog_path, &model);
@@ -161,7 +178,7 @@ pub fn check(
                 }
                 let synced = index::sync(catalog_path, &model, params, progress)?;
                 done.push(format!(
-                    "index {:?} in {:.1} s",
+                    "index {} in {:.1} s",
                     synced.action, synced.elapsed_s
                 ));
             }

@@ -114,27 +114,31 @@ pub struct UpdateReport {
 struct Inputs {
     parent: crate::catalog::AuditRecord,
     anchors: Vec<crate::catalog::AnchorRow>,
-    /// Every sample id of the model, ascending.
-    ids: Vec<i64>,
-    /// How many of `ids` the parent saw.
+    /// How many samples the parent saw (the model's first `seen`).
     seen: usize,
+    /// Ids of the samples added since, ascending, and their embeddings.
+    new_ids: Vec<i64>,
     new_embeddings: ndarray::Array2<f32>,
     /// The anchors' embeddings, by id.
     anchor_vectors: AnchorVectors,
+    /// Whether `anchor_vectors` came from the parent's chain (false: from
+    /// the samples, for a parent stored before schema version 4).
+    anchors_stored: bool,
     new_batches: Vec<i64>,
 }
 
 fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
+    let started = Instant::now();
     let catalog = Catalog::open_read_only(catalog_path)?;
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "update: catalog open"
+    );
     catalog.require_model(&options.model)?;
     let parent_id = match options.audit_id {
         Some(id) => id,
         None => catalog
-            .audits(&options.model)?
-            .iter()
-            .rev()
-            .find(|a| a.kind == "anchors" || a.kind == "update")
-            .map(|a| a.audit_id)
+            .latest_audit_of_kinds(&options.model, &["anchors", "update"])?
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "model {:?} has no random-anchor audit to update; run `modeaudit audit` first",
@@ -161,9 +165,13 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
              sample it saw); run a new audit"
         ))
     })?;
-    let ids = catalog.sample_ids(&options.model)?;
-    let seen = match ids.binary_search(&max_seen) {
-        Ok(position) if position + 1 == parent.n_samples as usize => position + 1,
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "update: parent read"
+    );
+    // Counted, not listed: reading every id grew with the model's size.
+    let seen = match catalog.samples_through(&options.model, max_seen)? {
+        (count, Some(last)) if count == parent.n_samples && last == max_seen => count as usize,
         _ => {
             return Err(Error::InvalidArgument(format!(
                 "the samples audit {parent_id} saw are no longer all there (a dropped batch?); \
@@ -172,31 +180,45 @@ fn read_inputs(catalog_path: &Path, options: &UpdateOptions) -> Result<Inputs> {
         }
     };
     let anchors = catalog.anchor_rows(parent_id)?;
+    tracing::trace!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "update: anchor rows read"
+    );
     let dim = catalog.require_model(&options.model)?.embed_dim;
     // Stored with the parent since schema version 4; for an older parent
     // they are looked up among the samples, which scans every embedding.
-    let anchor_vectors = match catalog.anchor_vectors(parent_id, anchors.len(), dim)? {
-        Some(vectors) => vectors,
-        None => {
-            let mut anchor_ids: Vec<i64> = anchors.iter().map(|a| a.sample_id).collect();
-            anchor_ids.sort_unstable();
-            let vectors = catalog.embeddings_of(&options.model, &anchor_ids)?;
-            AnchorVectors {
-                ids: anchor_ids,
-                vectors,
+    let mut anchor_ids: Vec<i64> = anchors.iter().map(|a| a.sample_id).collect();
+    anchor_ids.sort_unstable();
+    let (anchor_vectors, anchors_stored) =
+        match catalog.anchor_vectors(parent_id, &anchor_ids, dim)? {
+            Some(vectors) => (vectors, true),
+            None => {
+                let vectors = catalog.embeddings_of(&options.model, &anchor_ids)?;
+                let vectors = AnchorVectors {
+                    ids: anchor_ids,
+                    vectors,
+                };
+                (vectors, false)
             }
-        }
-    };
+        };
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "update: anchors read"
+    );
     let (new_ids, new_embeddings) = catalog.embeddings(&options.model, max_seen)?;
-    debug_assert_eq!(new_ids, ids[seen..]);
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "update: new samples read"
+    );
     let new_batches = catalog.batches_after(&options.model, max_seen)?;
     Ok(Inputs {
         parent,
         anchors,
-        ids,
         seen,
+        new_ids,
         new_embeddings,
         anchor_vectors,
+        anchors_stored,
         new_batches,
     })
 }
@@ -214,14 +236,15 @@ pub fn update(
     let Inputs {
         parent,
         anchors,
-        ids,
         seen,
+        new_ids,
         new_embeddings,
         anchor_vectors,
+        anchors_stored,
         new_batches,
     } = inputs;
-    let n = ids.len();
-    let new_samples = n - seen;
+    let new_samples = new_ids.len();
+    let n = seen + new_samples;
     let kernel = Kernel::new(parent.theta, parent.radius)?;
     if new_samples == 0 {
         return Ok(UpdateReport {
@@ -284,8 +307,8 @@ pub fn update(
         catalog_path,
         options,
         &kernel,
-        &ids,
         seen,
+        &new_ids,
         worst_anchor,
         progress,
     )? {
@@ -333,7 +356,7 @@ pub fn update(
         theta: kernel.theta(),
         radius: kernel.radius(),
         n_samples: n as u64,
-        max_sample_id: ids[n - 1],
+        max_sample_id: new_ids[new_samples - 1],
         n_anchors: results.len() as u64,
         search: search.as_str().into(),
         mccs_mean: Some(population.mean),
@@ -347,17 +370,22 @@ pub fn update(
     let added_rows: Vec<usize> = added
         .iter()
         .map(|a| {
-            ids[seen..]
+            new_ids
                 .binary_search(&a.sample_id)
                 .expect("added anchors are new samples")
         })
         .collect();
-    let vectors = anchor_vectors.merged(&AnchorVectors::gather(
-        &ids[seen..],
-        new_embeddings.view(),
-        &added_rows,
-    ));
-    let audit_id = crate::audit::store(catalog_path, &audit, &results, Some(&vectors))?;
+    // Only the anchors this update introduces: the others' embeddings are
+    // stored with the audits that introduced them (`sql/schema_v5.sql`).
+    // A parent older than that has none, and this update becomes the one
+    // that introduces them all, so that later updates find them.
+    let added_vectors = AnchorVectors::gather(&new_ids, new_embeddings.view(), &added_rows);
+    let introduced = if anchors_stored {
+        added_vectors
+    } else {
+        anchor_vectors.merged(&added_vectors)
+    };
+    let audit_id = crate::audit::store(catalog_path, &audit, &results, Some(&introduced))?;
     let n_population = results.iter().filter(in_population).count();
     let report = AuditReport {
         audit_id,
@@ -407,8 +435,8 @@ fn check_modes(
     catalog_path: &Path,
     options: &UpdateOptions,
     kernel: &Kernel,
-    ids: &[i64],
     seen: usize,
+    new_ids: &[i64],
     worst_anchor: u64,
     progress: Progress,
 ) -> Result<Checked> {
@@ -431,7 +459,10 @@ fn check_modes(
     }
     let synced = index::sync(catalog_path, &options.model, options.index_params, progress)?;
     let idx = &synced.index;
-    if idx.sample_ids() != ids {
+    // The index has just been checked against the catalog's ids; this
+    // checks that the catalog has not changed since the update read it.
+    let ids = idx.sample_ids();
+    if ids.len() != seen + new_ids.len() || ids[seen..] != *new_ids {
         return Err(Error::Index {
             path: index::model_index_dir(catalog_path, &options.model),
             reason: "the index does not match the catalog after catching up; \

@@ -62,35 +62,24 @@ impl SampleRows<'_> {
     }
 }
 
-/// The `anchor_vectors` rows of an audit: one per id of `ids`, each with
-/// its embedding from `vectors`.
-pub(crate) fn anchor_vector_rows(
-    audit_id: i64,
-    ids: &[i64],
-    vectors: &super::AnchorVectors,
-) -> Result<RecordBatch> {
-    let mut matrix = Array2::<f32>::zeros((ids.len(), vectors.vectors.ncols()));
-    for (mut row, &id) in matrix.outer_iter_mut().zip(ids) {
-        let v = vectors.get(id).ok_or_else(|| {
-            Error::InvalidArgument(format!("no embedding given for anchor {id} of the audit"))
-        })?;
-        row.assign(&v);
-    }
-    Ok(RecordBatch::try_from_iter(vec![
+/// The `anchor_vectors` rows of an audit: one per vector of `vectors`.
+pub(crate) fn anchor_vector_rows(audit_id: i64, vectors: &super::AnchorVectors) -> RecordBatch {
+    let n = vectors.ids.len();
+    RecordBatch::try_from_iter(vec![
         (
             "audit_id",
-            Arc::new(Int64Array::from(vec![audit_id; ids.len()])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![audit_id; n])) as ArrayRef,
         ),
         (
             "sample_id",
-            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+            Arc::new(Int64Array::from(vectors.ids.clone())) as ArrayRef,
         ),
         (
             "embedding",
-            Arc::new(list_of_rows(matrix.view())) as ArrayRef,
+            Arc::new(list_of_rows(vectors.vectors.view())) as ArrayRef,
         ),
     ])
-    .expect("columns have equal lengths"))
+    .expect("columns have equal lengths")
 }
 
 fn item_field() -> Arc<Field> {
@@ -128,10 +117,12 @@ pub(crate) fn read_vectors(
     let mut stmt = conn
         .prepare(sql)
         .map_err(|e| Error::catalog("prepare vector read", e))?;
+    tracing::trace!("vectors: prepared");
     let batches: Vec<RecordBatch> = stmt
         .query_arrow(params![model, id])
         .map_err(|e| Error::catalog("read vectors", e))?
         .collect();
+    tracing::trace!("vectors: fetched");
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut ids = Vec::with_capacity(total);
     let mut data = Vec::with_capacity(total * dim);

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 pub use arrow_io::{SampleRows, query_to_json};
 
 /// Schema version this program writes and fully understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations by target version: applying entry `i` takes a catalog from
 /// version `i` to `i + 1`.
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../sql/schema_v2.sql"),
     include_str!("../../sql/schema_v3.sql"),
     include_str!("../../sql/schema_v4.sql"),
+    include_str!("../../sql/schema_v5.sql"),
 ];
 
 /// The views of `sql/views.sql`, dropped before a migration so that no view
@@ -53,6 +54,19 @@ const VIEW_NAMES: &[&str] = &[
 ];
 
 const VIEWS: &str = include_str!("../../sql/views.sql");
+
+#[cfg(test)]
+mod view_tests {
+    #[test]
+    fn test_view_names_list_every_view_of_views_sql() {
+        let created: Vec<&str> = super::VIEWS
+            .lines()
+            .filter_map(|l| l.strip_prefix("CREATE OR REPLACE VIEW "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(created, super::VIEW_NAMES);
+    }
+}
 
 /// An open catalog.
 pub struct Catalog {
@@ -285,6 +299,20 @@ impl AnchorVectors {
             .map(|i| self.vectors.row(i))
     }
 
+    /// The vectors of `ids` (ascending), or `None` if one is missing.
+    /// Duplicate ids among these vectors (copies of one sample's embedding)
+    /// are harmless.
+    pub fn subset(&self, ids: &[i64]) -> Option<AnchorVectors> {
+        let mut vectors = Array2::zeros((ids.len(), self.vectors.ncols()));
+        for (mut row, &id) in vectors.outer_iter_mut().zip(ids) {
+            row.assign(&self.get(id)?);
+        }
+        Some(AnchorVectors {
+            ids: ids.to_vec(),
+            vectors,
+        })
+    }
+
     /// These vectors and `other`'s, by id.
     pub fn merged(&self, other: &AnchorVectors) -> AnchorVectors {
         let mut all: Vec<(i64, ndarray::ArrayView1<'_, f32>)> = self
@@ -321,6 +349,7 @@ impl Catalog {
     /// schema to the current version.
     pub fn open(path: &Path) -> Result<Catalog> {
         let conn = wait_for_lock(path, || Connection::open(path))?;
+        tracing::trace!("catalog opened for writing");
         let catalog = Catalog {
             conn,
             path: path.to_path_buf(),
@@ -341,6 +370,7 @@ impl Catalog {
             .execute_batch("SET force_compression = 'uncompressed'")
             .map_err(|e| Error::catalog("configure storage", e))?;
         catalog.migrate()?;
+        tracing::trace!("catalog schema checked");
         Ok(catalog)
     }
 
@@ -356,11 +386,13 @@ impl Catalog {
             let config = Config::default().access_mode(duckdb::AccessMode::ReadOnly)?;
             Connection::open_with_flags(path, config)
         })?;
+        tracing::trace!("catalog opened read-only");
         let catalog = Catalog {
             conn,
             path: path.to_path_buf(),
         };
         let version = catalog.schema_version()?;
+        tracing::trace!("schema version read");
         if version > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
                 path: path.into(),
@@ -402,11 +434,22 @@ impl Catalog {
     }
 
     fn schema_version(&self) -> Result<i64> {
+        // Read first and asked about only if that fails: listing tables
+        // (`duckdb_tables()` 7 ms, `information_schema.tables` 20 ms) was a
+        // good part of every command's start, and only a new file lacks it.
+        if let Ok(version) = self.conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_info",
+            [],
+            |row| row.get(0),
+        ) {
+            return Ok(version);
+        }
         let exists: bool = self
             .conn
             .query_row(
-                "SELECT count(*) > 0 FROM information_schema.tables \
-                 WHERE table_name = 'schema_info' AND table_schema = 'main'",
+                "SELECT count(*) > 0 FROM duckdb_tables() \
+                 WHERE table_name = 'schema_info' AND schema_name = 'main' \
+                 AND database_name = current_database()",
                 [],
                 |row| row.get(0),
             )
@@ -425,6 +468,7 @@ impl Catalog {
 
     fn migrate(&self) -> Result<()> {
         let version = self.schema_version()?;
+        tracing::trace!(version, "schema version read");
         if version > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
                 path: self.path.clone(),
@@ -458,10 +502,35 @@ impl Catalog {
             }
             tracing::info!(version = target, "catalog schema migrated");
         }
+        // The views belong to the schema version (a change to
+        // `sql/views.sql` comes with a migration), so they are created with
+        // the schema and not at every open: recreating them was a write at
+        // every open, and even checking that they bind took 38 ms. A view a
+        // user dropped is reported by `check` and recreated by `--repair`.
+        if version < SCHEMA_VERSION {
+            self.create_views()?;
+        }
+        Ok(())
+    }
+
+    /// Creates (or replaces) the views of `sql/views.sql`.
+    pub fn create_views(&self) -> Result<()> {
         self.conn
             .execute_batch(VIEWS)
-            .map_err(|e| Error::catalog("create views", e))?;
-        Ok(())
+            .map_err(|e| Error::catalog("create views", e))
+    }
+
+    /// The views of `sql/views.sql` that are missing or no longer bind.
+    pub fn missing_views(&self) -> Vec<&'static str> {
+        VIEW_NAMES
+            .iter()
+            .copied()
+            .filter(|view| {
+                self.conn
+                    .prepare(&format!("SELECT 1 FROM {view} LIMIT 0"))
+                    .is_err()
+            })
+            .collect()
     }
 
     /// The model's record, if it exists.
@@ -720,33 +789,60 @@ impl Catalog {
         self.vectors_of(model, ids, "latent", dim)
     }
 
-    /// The embeddings stored with an audit's `anchors` anchors, or `None`
-    /// when the audit has none for some of them (audits stored before schema
-    /// version 4, and searches for modes, which keep none).
+    /// The stored embeddings of an audit's anchors `anchor_ids` (ascending),
+    /// or `None` when some are missing (audits stored before schema version
+    /// 4, and searches for modes, which keep none).
+    ///
+    /// Each anchor's embedding is stored once, with the audit that
+    /// introduced it (`sql/schema_v5.sql`), so the audit's chain of parents
+    /// is read.
     pub fn anchor_vectors(
         &self,
         audit_id: i64,
-        anchors: usize,
+        anchor_ids: &[i64],
         dim: usize,
     ) -> Result<Option<AnchorVectors>> {
-        // The id is an integer, written into the query so that DuckDB
-        // pushes the filter into its scan; `read_vectors` binds a text and
-        // an id, unused here.
+        // Walked one parent at a time: a chain is a handful of updates, and
+        // a recursive query took 13 ms where these take about 1 each.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT parent_audit_id FROM audits WHERE audit_id = ?")
+            .map_err(|e| Error::catalog("read an audit's parents", e))?;
+        let mut chain = Vec::new();
+        let mut next = Some(audit_id);
+        while let Some(id) = next {
+            if chain.contains(&id) {
+                return Err(Error::InvalidArgument(format!(
+                    "audit {audit_id}'s chain of parents loops at audit {id}"
+                )));
+            }
+            next = stmt
+                .query_row(params![id], |row| row.get::<_, Option<i64>>(0))
+                .optional()
+                .map_err(|e| Error::catalog("read an audit's parents", e))?
+                .ok_or(Error::UnknownAudit(id))?;
+            chain.push(id);
+        }
+        tracing::trace!(?chain, "anchor vectors: chain read");
+        // The ids are integers, written into the query so that DuckDB
+        // pushes the filter into its scan (audits' rows are stored in the
+        // order of their ids, so it reads only theirs); `read_vectors` binds
+        // a text and an id, unused here.
+        let list: Vec<String> = chain.iter().map(|id| id.to_string()).collect();
         let (ids, vectors) = arrow_io::read_vectors(
             &self.conn,
             &format!(
                 "SELECT sample_id, embedding FROM anchor_vectors \
-                 WHERE audit_id = {audit_id} AND ? IS NOT NULL AND ? IS NOT NULL \
-                 ORDER BY sample_id"
+                 WHERE audit_id IN ({}) AND ? IS NOT NULL AND ? IS NOT NULL \
+                 ORDER BY sample_id",
+                list.join(", ")
             ),
             "anchor vectors",
             audit_id,
             dim,
         )?;
-        if ids.is_empty() || ids.len() != anchors {
-            return Ok(None);
-        }
-        Ok(Some(AnchorVectors { ids, vectors }))
+        let stored = AnchorVectors { ids, vectors };
+        Ok(stored.subset(anchor_ids))
     }
 
     /// Embeddings of the given samples of a model, in the order given;
@@ -959,6 +1055,24 @@ impl Catalog {
             .ok_or(Error::UnknownAudit(audit_id))
     }
 
+    /// The id of the model's latest audit of one of `kinds`.
+    pub fn latest_audit_of_kinds(&self, model: &str, kinds: &[&str]) -> Result<Option<i64>> {
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("'{}'", k.replace('\'', "''")))
+            .collect();
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT max(audit_id) FROM audits WHERE model = ? AND kind IN ({})",
+                    kinds.join(", ")
+                ),
+                params![model],
+                |row| row.get(0),
+            )
+            .map_err(|e| Error::catalog("find the latest audit", e))
+    }
+
     /// Every audit of a model, oldest first.
     pub fn audits(&self, model: &str) -> Result<Vec<AuditRecord>> {
         let mut stmt = self
@@ -1085,6 +1199,20 @@ impl Catalog {
         Ok(ids)
     }
 
+    /// How many samples of a model have an id of at most `through`, and the
+    /// largest of those ids. As ids only grow and a drop removes every audit
+    /// that saw a dropped sample, an audit's samples are all still there
+    /// exactly when this returns its sample count and last id.
+    pub fn samples_through(&self, model: &str, through: i64) -> Result<(u64, Option<i64>)> {
+        self.conn
+            .query_row(
+                "SELECT count(*), max(sample_id) FROM samples WHERE model = ? AND sample_id <= ?",
+                params![model, through],
+                |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)),
+            )
+            .map_err(|e| Error::catalog("count samples", e))
+    }
+
     /// Embeddings of a model's samples with `after < sample_id`, ascending
     /// by id, with their ids.
     pub fn embeddings(&self, model: &str, after: i64) -> Result<(Vec<i64>, Array2<f32>)> {
@@ -1140,14 +1268,15 @@ impl Catalog {
         Ok((embeddings.row(0).to_vec(), latent))
     }
 
-    /// Stores an audit and its anchors' rows in one transaction; returns its id.
-    /// Stores an audit with its anchors' scores and, when given, their
-    /// embeddings (every row's sample must be in `vectors`).
+    /// Stores an audit, its anchors' scores and the embeddings of the
+    /// anchors it `introduced` (all of them for a random-anchor audit, the
+    /// added ones for an update; see `sql/schema_v5.sql`) in one
+    /// transaction; returns its id.
     pub fn insert_audit(
         &mut self,
         audit: &NewAudit,
         rows: &[AnchorRow],
-        vectors: Option<&AnchorVectors>,
+        introduced: Option<&AnchorVectors>,
     ) -> Result<i64> {
         let tx = self
             .conn
@@ -1208,9 +1337,19 @@ impl Catalog {
                 .flush()
                 .map_err(|e| Error::catalog("flush anchor scores", e))?;
         }
-        if let Some(vectors) = vectors {
-            let ids: Vec<i64> = rows.iter().map(|r| r.sample_id).collect();
-            let batch = arrow_io::anchor_vector_rows(audit_id, &ids, vectors)?;
+        if let Some(vectors) = introduced.filter(|v| !v.ids.is_empty()) {
+            let mut anchors: Vec<i64> = rows.iter().map(|r| r.sample_id).collect();
+            anchors.sort_unstable();
+            if let Some(id) = vectors
+                .ids
+                .iter()
+                .find(|id| anchors.binary_search(id).is_err())
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "an embedding was given for sample {id}, which is not an anchor of the audit"
+                )));
+            }
+            let batch = arrow_io::anchor_vector_rows(audit_id, vectors);
             let mut appender = tx
                 .appender("anchor_vectors")
                 .map_err(|e| Error::catalog("open appender", e))?;
@@ -1222,11 +1361,15 @@ impl Catalog {
                 .map_err(|e| Error::catalog("flush anchor vectors", e))?;
         }
         tx.commit().map_err(|e| Error::catalog("commit audit", e))?;
+        tracing::debug!("audit {audit_id} committed");
         self.checkpoint()?;
+        tracing::debug!("audit {audit_id} checkpointed");
         Ok(audit_id)
     }
 
-    /// Every model with its counts and latest audit.
+    /// Every model with its counts and latest audit. (The query spells out
+    /// what the `latest_audit` view says: the program's own queries do not
+    /// depend on views a user may have dropped.)
     pub fn model_summaries(&self) -> Result<Vec<ModelSummary>> {
         let mut stmt = self
             .conn
@@ -1235,7 +1378,10 @@ impl Catalog {
                         (SELECT count(*) FROM samples s WHERE s.model = m.model), \
                         (SELECT count(*) FROM batches b WHERE b.model = m.model), \
                         l.audit_id, l.kind, l.mccs_mean, l.worst_sample_id \
-                 FROM models m LEFT JOIN latest_audit l USING (model) ORDER BY m.model",
+                 FROM models m LEFT JOIN ( \
+                     SELECT * FROM audits \
+                     QUALIFY row_number() OVER (PARTITION BY model ORDER BY audit_id DESC) = 1 \
+                 ) l USING (model) ORDER BY m.model",
             )
             .map_err(|e| Error::catalog("list models", e))?;
         let rows = stmt

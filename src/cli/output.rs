@@ -332,7 +332,7 @@ impl Output {
             self.line(&anchors.to_string())?;
         }
         let index = match (r.index_s, r.index_action) {
-            (Some(s), Some(action)) => format!(", index {action:?} in {s:.2} s"),
+            (Some(s), Some(action)) => format!(", index {action} in {s:.2} s"),
             _ => String::new(),
         };
         self.line(&format!(
@@ -363,7 +363,7 @@ impl Output {
         }
         self.line(&t.to_string())?;
         self.line(&format!(
-            "{} neighbours; query {:.2} ms; opening the index ({:?}, {} points) {:.1} ms",
+            "{} neighbours; query {:.2} ms; opening the index ({}, {} points) {:.1} ms",
             r.neighbors.len(),
             r.query_ms,
             r.index_action,
@@ -392,7 +392,7 @@ impl Output {
             return self.json_value(&report);
         }
         self.line(&format!(
-            "index of {model}: {:?}, {} points, {:.2} s (M {}, ef_construction {})",
+            "index of {model}: {}, {} points, {:.2} s (M {}, ef_construction {})",
             s.action,
             s.index.len(),
             s.elapsed_s,
@@ -430,7 +430,7 @@ impl Output {
                 });
                 self.line(&format!(
                     "mode check: {} new samples counted through the index in {:.3} s (index \
-                     {:?} in {:.2} s); densest new: {densest}",
+                     {} in {:.2} s); densest new: {densest}",
                     m.candidates, m.check_s, m.index_action, m.index_s
                 ))?;
                 if m.new_worst {

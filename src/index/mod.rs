@@ -615,6 +615,16 @@ pub enum SyncAction {
     Built,
 }
 
+impl std::fmt::Display for SyncAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncAction::Loaded => write!(f, "loaded"),
+            SyncAction::CaughtUp { inserted } => write!(f, "caught up ({inserted} inserted)"),
+            SyncAction::Built => write!(f, "built"),
+        }
+    }
+}
+
 /// An index brought up to date with the catalog, and how.
 #[derive(Debug)]
 pub struct Synced {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Workspace, assert_catalog_whole, bin, write_npy};
+use modeaudit::catalog::Catalog;
 
 const BIG: &str = "synthetic:latent=256,dim=256";
 const SMALL: &str = "synthetic:latent=32,dim=32,modes=1,mass=0.05,world=3";
@@ -331,6 +332,37 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Views are created with the schema, not at every open; one a user
+/// dropped is reported by `check` and recreated by `--repair`.
+#[test]
+fn test_check_reports_and_repairs_a_dropped_view() {
+    let ws = Workspace::new();
+    ws.ok(&["sample", "--model", "m", "--generator", SMALL, "--n", "50"]);
+    {
+        let conn = duckdb::Connection::open(&ws.catalog).unwrap();
+        conn.execute_batch("DROP VIEW latest_audit").unwrap();
+    }
+    // The program's own queries do not depend on the views.
+    ws.ok(&["models"]);
+    let out = ws.run(&["check", "--json"]);
+    assert!(!out.status.success(), "a missing view is a problem");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["catalog_problems"].to_string();
+    assert!(problems.contains("latest_audit"), "{report}");
+    let report = ws.json(&["check", "--repair"]);
+    assert!(
+        report["catalog_problems"].to_string().contains("recreated"),
+        "{report}"
+    );
+    let report = ws.json(&["check"]);
+    assert_eq!(
+        report["catalog_problems"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    ws.ok(&["sql", "SELECT * FROM latest_audit"]);
+}
+
 #[test]
 fn test_check_finds_and_repairs_damaged_stale_and_leftover_indexes() {
     let ws = Workspace::new();
@@ -552,7 +584,7 @@ fn test_committed_v3_catalog_and_index_still_read() {
     // The index's files are read as they are: no rebuild.
     // Opening it migrated it to the current schema.
     let check = ws.json(&["check"]);
-    assert_eq!(check["schema_version"], 4);
+    assert_eq!(check["schema_version"], 5);
     assert_eq!(check["indexes"][0]["found"]["state"], "current", "{check}");
     let nb = ws.json(&["neighbors", "--model", "fixture", "--id", "1", "--k", "3"]);
     assert_eq!(nb["index_action"], "loaded");
@@ -629,6 +661,86 @@ fn test_committed_v3_catalog_and_index_still_read() {
     assert_eq!(kept["rows"][0][0], 20);
 }
 
+/// The fixture `tests/fixtures/v4` was written by the version 4 program
+/// (see its README): an audit and an update with an added anchor, each with
+/// its anchors' embeddings, the update's mostly copies of its parent's.
+/// Migrating to version 5 keeps each embedding once, and updates still read
+/// them all without touching the samples.
+#[test]
+fn test_committed_v4_catalog_migrates_its_anchor_vectors() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4");
+    let ws = Workspace::new();
+    copy_tree(&fixture, ws.dir.path());
+    let ws = Workspace {
+        catalog: ws.dir.path().join("catalog.duckdb"),
+        ..ws
+    };
+    let check = ws.json(&["check"]);
+    assert_eq!(check["schema_version"], 5);
+    assert_eq!(check["indexes"][0]["found"]["state"], "current", "{check}");
+    let kept = ws.json(&[
+        "sql",
+        "SELECT audit_id, count(*) FROM anchor_vectors GROUP BY ALL ORDER BY 1",
+    ]);
+    assert_eq!(kept["rows"], serde_json::json!([[1, 20], [2, 1]]), "{kept}");
+    {
+        let catalog = Catalog::open_read_only(&ws.catalog).unwrap();
+        let mut ids: Vec<i64> = catalog
+            .anchor_rows(2)
+            .unwrap()
+            .iter()
+            .map(|r| r.sample_id)
+            .collect();
+        ids.sort_unstable();
+        let vectors = catalog.anchor_vectors(2, &ids, 16).unwrap().unwrap();
+        for &id in &ids {
+            let (embedding, _) = catalog.sample("fixture", id).unwrap();
+            assert_eq!(vectors.get(id).unwrap().to_vec(), embedding, "anchor {id}");
+        }
+    }
+    ws.json(&[
+        "sample",
+        "--model",
+        "fixture",
+        "--generator",
+        "synthetic:latent=32,dim=16,modes=1,mass=0.05,world=1",
+        "--n",
+        "50",
+        "--seed",
+        "3",
+    ]);
+    let updated = ws.json(&[
+        "audit",
+        "--model",
+        "fixture",
+        "--update",
+        "--mode-check",
+        "never",
+    ]);
+    let full = ws.json(&[
+        "audit",
+        "--model",
+        "fixture",
+        "--anchors-from",
+        "1",
+        "--search",
+        "exact",
+    ]);
+    let (u, f) = (
+        updated["audit"]["population"]["mean"].as_f64().unwrap(),
+        full["population"]["mean"].as_f64().unwrap(),
+    );
+    assert!((u - f).abs() < 1e-9 * f.abs().max(1.0), "{u} vs {f}");
+    let stored = ws.json(&[
+        "sql",
+        "SELECT count(*) FROM anchor_vectors WHERE audit_id = 3",
+    ]);
+    assert_eq!(
+        stored["rows"][0][0], 0,
+        "an update without added anchors stores none"
+    );
+}
+
 /// A catalog at schema version 2, made from the committed migration files
 /// exactly as an earlier modeaudit made it, is migrated on first open and
 /// keeps every row.
@@ -658,7 +770,7 @@ fn test_a_version_2_catalog_is_migrated_in_place() {
     let models = ws.json(&["models"]);
     assert_eq!(models["models"][0]["n_samples"], 3);
     let version = ws.json(&["sql", "SELECT max(version) FROM schema_info"]);
-    assert_eq!(version["rows"][0][0], 4);
+    assert_eq!(version["rows"][0][0], modeaudit::catalog::SCHEMA_VERSION);
     let rows = ws.json(&["sql", "SELECT role FROM anchor_scores"]);
     assert_eq!(rows["rows"], serde_json::json!([["random"]]));
     let runs = ws.json(&["sql", "SELECT chunk, run_n FROM batches"]);

@@ -236,15 +236,28 @@ fn test_mode_check_finds_a_new_dense_region_and_adds_it_apart() {
         rows.iter().filter(|r| r.role == AnchorRole::Added).count(),
         1
     );
-    // Their embeddings are kept with the audit, the added one's too, equal
-    // to the samples' own, so the next update reads no other samples.
+    // Their embeddings are found through the audit, the added one's too,
+    // equal to the samples' own, so the next update reads no other samples;
+    // the update stored only the one it introduced, the rest are its
+    // parent's.
     let catalog = Catalog::open_read_only(&ws.catalog).unwrap();
     let dim = catalog.require_model("m").unwrap().embed_dim;
+    let mut anchor_ids: Vec<i64> = rows.iter().map(|r| r.sample_id).collect();
+    anchor_ids.sort_unstable();
     let kept = catalog
-        .anchor_vectors(audit.audit_id, 9, dim)
+        .anchor_vectors(audit.audit_id, &anchor_ids, dim)
         .unwrap()
         .expect("every anchor's embedding is kept");
-    assert_eq!(kept.ids.len(), 9);
+    assert_eq!(kept.ids, anchor_ids);
+    let stored: i64 = catalog
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM anchor_vectors WHERE audit_id = ?",
+            [audit.audit_id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1, "an update stores only the anchors it adds");
     for id in [densest.sample_id, rows[rows.len() - 1].sample_id] {
         let (embedding, _) = catalog.sample("m", id).unwrap();
         assert_eq!(kept.get(id).unwrap().to_vec(), embedding);
