@@ -305,17 +305,33 @@ def compare_counts(reference: np.ndarray, counts: np.ndarray) -> dict:
     }
 
 
+def reusable(tool: "Tool", n: int) -> bool:
+    """Whether the catalog already holds the benchmark's model with n samples."""
+    if not tool.catalog.exists():
+        return False
+    try:
+        models = tool.run("models")["models"]
+    except ToolError:
+        return False
+    return any(m["model"] == MODEL and m["n_samples"] == n for m in models)
+
+
 def run_size(args: argparse.Namespace, binary: Path, n: int) -> dict:
     workdir = args.workdir / f"n{n}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
     tool = Tool(binary, workdir / "catalog.duckdb")
     n_anchors = min(args.anchors, n)
-    log(f"[n={n:,}] sampling")
-    sampled = tool.run(
-        "sample", "--model", MODEL, "--generator", f"synthetic:dim={args.dim}",
-        "--n", str(n), "--seed", str(GENERATOR_SEED),
-    )
+    reuse = args.reuse and reusable(tool, n)
+    sampled = None
+    if reuse:
+        log(f"[n={n:,}] reusing {tool.catalog} (no sampling; the index is rebuilt only if stale)")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        log(f"[n={n:,}] sampling")
+        sampled = tool.run(
+            "sample", "--model", MODEL, "--generator", f"synthetic:dim={args.dim}",
+            "--n", str(n), "--seed", str(GENERATOR_SEED),
+        )
 
     log(f"[n={n:,}] loading embeddings with duckdb")
     started = time.perf_counter()
@@ -324,7 +340,10 @@ def run_size(args: argparse.Namespace, binary: Path, n: int) -> dict:
 
     audit = ("audit", "--model", MODEL, "--anchors", str(n_anchors), "--seed", str(AUDIT_SEED), "--search")
     exact = tool.run(*audit, "exact")
-    built = tool.run("index", "--model", MODEL, "--rebuild")
+    # With --reuse an index that is current is only loaded, and its build
+    # rate is not measured in this run.
+    built = tool.run("index", "--model", MODEL, *(() if reuse else ("--rebuild",)))
+    build_measured = built["action"] != "loaded"
     hnsw = tool.run(*audit, "hnsw")
     auto = tool.run(*audit, "auto")
     theta, radius = exact["theta"], exact["radius"]
@@ -366,7 +385,7 @@ def run_size(args: argparse.Namespace, binary: Path, n: int) -> dict:
         "anchors": n_anchors,
         "theta": theta,
         "radius": radius,
-        "sample": {k: sampled[k] for k in ("elapsed_s", "samples_per_s")},
+        "sample": {k: sampled[k] for k in ("elapsed_s", "samples_per_s")} if sampled else None,
         "load_s": load_s,
         "tool_exact": {
             "search_s": exact["search_s"],
@@ -397,7 +416,7 @@ def run_size(args: argparse.Namespace, binary: Path, n: int) -> dict:
             "tool": {
                 "points": built["points"],
                 "elapsed_s": built["elapsed_s"],
-                "points_per_s": built["points"] / built["elapsed_s"],
+                "points_per_s": built["points"] / built["elapsed_s"] if build_measured else None,
                 "params": built["params"],
             },
             "hnswlib": hnswlib_result,
@@ -451,10 +470,11 @@ def print_size(r: dict) -> None:
         f"=== {r['n']:,} samples, dim {r['dim']}, {r['anchors']} anchors (seed {AUDIT_SEED}), "
         f"radius {r['radius']}, theta {r['theta']} ==="
     )
-    print(
-        f"sampling: {r['sample']['elapsed_s']:.2f} s ({r['sample']['samples_per_s']:,.0f} samples/s); "
-        f"Python duckdb -> NumPy load of the embeddings: {r['load_s']:.2f} s"
+    sampling = (
+        f"sampling: {r['sample']['elapsed_s']:.2f} s ({r['sample']['samples_per_s']:,.0f} samples/s)"
+        if r["sample"] else "sampling: reused catalog (--reuse)"
     )
+    print(f"{sampling}; Python duckdb -> NumPy load of the embeddings: {r['load_s']:.2f} s")
     print()
     rows = [
         ["tool exact", seconds(e["search_s"]), seconds(e["elapsed_s"]), "reference",
@@ -476,8 +496,11 @@ def print_size(r: dict) -> None:
     print()
     b = r["build"]
     params = b["tool"]["params"]
-    build_rows = [["tool index --rebuild (hnsw_rs)", f"{b['tool']['points_per_s']:,.0f}", seconds(b["tool"]["elapsed_s"]),
-                   "includes reading the embeddings from the catalog"]]
+    if b["tool"]["points_per_s"] is None:
+        build_rows = [["tool index (hnsw_rs)", "-", "-", "reused index (--reuse): build not measured in this run"]]
+    else:
+        build_rows = [["tool index --rebuild (hnsw_rs)", f"{b['tool']['points_per_s']:,.0f}", seconds(b["tool"]["elapsed_s"]),
+                       "includes reading the embeddings from the catalog"]]
     if b["hnswlib"]:
         build_rows.append(["hnswlib (space ip)", f"{b['hnswlib']['points_per_s']:,.0f}", seconds(b["hnswlib"]["elapsed_s"]),
                            f"{b['hnswlib']['threads']} threads, embeddings already in memory"])
@@ -498,7 +521,7 @@ def print_size(r: dict) -> None:
     if fa:
         print(f"  tool exact / faiss        {ratio(e['search_s'], fa['search_s'])}")
     print(f"  tool hnsw / tool exact    {ratio(h['search_s'], e['search_s'])}")
-    if b["hnswlib"]:
+    if b["hnswlib"] and b["tool"]["points_per_s"] is not None:
         print("build rate (above 1: the tool builds faster):")
         print(f"  tool / hnswlib            {ratio(b['tool']['points_per_s'], b['hnswlib']['points_per_s'])}")
 
@@ -553,6 +576,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "results" / "compare", help="catalogs go here")
     parser.add_argument("--skip-faiss", action="store_true")
     parser.add_argument("--skip-hnswlib", action="store_true")
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="reuse a size's catalog and current index from an earlier run instead of sampling and building again",
+    )
     parser.add_argument("--json-out", type=Path, help="also write every number here")
     parser.add_argument("--numpy-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
