@@ -342,7 +342,10 @@ def run_size(args: argparse.Namespace, binary: Path, n: int) -> dict:
     exact = tool.run(*audit, "exact")
     # With --reuse an index that is current is only loaded, and its build
     # rate is not measured in this run.
-    built = tool.run("index", "--model", MODEL, *(() if reuse else ("--rebuild",)))
+    built = tool.run(
+        "index", "--model", MODEL, "--index-threads", str(args.index_threads),
+        *(() if reuse else ("--rebuild",)),
+    )
     build_measured = built["action"] != "loaded"
     hnsw = tool.run(*audit, "hnsw")
     auto = tool.run(*audit, "auto")
@@ -499,8 +502,9 @@ def print_size(r: dict) -> None:
     if b["tool"]["points_per_s"] is None:
         build_rows = [["tool index (hnsw_rs)", "-", "-", "reused index (--reuse): build not measured in this run"]]
     else:
+        threads = params.get("build_threads", 1)
         build_rows = [["tool index --rebuild (hnsw_rs)", f"{b['tool']['points_per_s']:,.0f}", seconds(b["tool"]["elapsed_s"]),
-                       "includes reading the embeddings from the catalog"]]
+                       f"--index-threads {threads}; includes reading the embeddings from the catalog"]]
     if b["hnswlib"]:
         build_rows.append(["hnswlib (space ip)", f"{b['hnswlib']['points_per_s']:,.0f}", seconds(b["hnswlib"]["elapsed_s"]),
                            f"{b['hnswlib']['threads']} threads, embeddings already in memory"])
@@ -579,6 +583,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--reuse", action="store_true",
         help="reuse a size's catalog and current index from an earlier run instead of sampling and building again",
+    )
+    parser.add_argument(
+        "--index-threads", type=int, default=0,
+        help="threads building the tool's index (0: all cores, as hnswlib gets; 1: the default, reproducible serial build)",
     )
     parser.add_argument("--json-out", type=Path, help="also write every number here")
     parser.add_argument("--numpy-worker", type=Path, help=argparse.SUPPRESS)

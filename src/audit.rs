@@ -563,7 +563,12 @@ fn candidates_around(
     for &seed in seeds {
         candidates.push(seed);
         let mut ball: Vec<u32> = idx
-            .ball(idx.vector(seed as usize), half, &mut scratch)
+            .ball(
+                idx.vector(seed as usize),
+                Some(seed as usize),
+                half,
+                &mut scratch,
+            )
             .members
             .into_iter()
             .filter(|&(id, dot)| dot >= half && id != seed)
@@ -639,7 +644,12 @@ fn refine_by_mean_shift(
         let counted: std::collections::HashSet<u32> = ranked.iter().map(|r| r.0).collect();
         let mut fresh: Vec<u32> = Vec::new();
         for &(id, _) in ranked.iter().take(CLIMBERS) {
-            let ball = idx.ball(idx.vector(id as usize), kernel.radius_dot(), &mut scratch);
+            let ball = idx.ball(
+                idx.vector(id as usize),
+                Some(id as usize),
+                kernel.radius_dot(),
+                &mut scratch,
+            );
             let mut mean = vec![0f64; idx.dim()];
             for &(member, dot) in &ball.members {
                 if dot >= kernel.radius_dot() {
@@ -696,7 +706,12 @@ fn refine_in_balls(
         let mut fresh: Vec<u32> = Vec::new();
         for &head in &heads {
             let mut members: Vec<u32> = idx
-                .ball(idx.vector(head as usize), kernel.radius_dot(), &mut scratch)
+                .ball(
+                    idx.vector(head as usize),
+                    Some(head as usize),
+                    kernel.radius_dot(),
+                    &mut scratch,
+                )
                 .members
                 .into_iter()
                 .filter(|&(id, dot)| dot >= kernel.radius_dot() && !counted.contains(&id))
@@ -816,7 +831,8 @@ pub fn neighbors(
     let mut found: Vec<(usize, f64)> = match limit {
         NeighborLimit::Nearest(k) => {
             let ef = idx.params().ef_search.max(k + 1);
-            idx.search(&vector, k + 1, ef)
+            let mut scratch = Scratch::new(idx.len());
+            idx.nearest(&vector, own, k + 1, ef, &mut scratch)
                 .into_iter()
                 .filter(|(id, _)| Some(*id) != own)
                 .map(|(id, _)| (id, dot_exact(&vector, idx.vector(id))))
@@ -825,7 +841,7 @@ pub fn neighbors(
         NeighborLimit::Radius(r) => {
             let min_dot = Kernel::new(r.max(f64::MIN_POSITIVE), r)?.radius_dot();
             let mut scratch = Scratch::new(idx.len());
-            idx.ball(&vector, min_dot, &mut scratch)
+            idx.ball(&vector, own, min_dot, &mut scratch)
                 .members
                 .into_iter()
                 .filter(|&(id, dot)| Some(id as usize) != own && dot >= min_dot)

@@ -69,6 +69,11 @@ struct IndexArgs {
     /// Candidate list length of the search that seeds a query.
     #[arg(long, default_value_t = IndexParams::default().ef_search)]
     ef_search: usize,
+    /// Threads inserting into a new index (0: all cores). 1 builds the same
+    /// graph on every run; more threads build faster, but the graph and its
+    /// hnsw counts (within the stated recall) then differ from run to run.
+    #[arg(long, default_value_t = IndexParams::default().build_threads)]
+    index_threads: usize,
 }
 
 impl IndexArgs {
@@ -86,6 +91,7 @@ impl IndexArgs {
             m: self.hnsw_m,
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
+            build_threads: self.index_threads,
         })
     }
 }

@@ -76,6 +76,18 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// `ef` for the top-k search that seeds a radius query.
     pub ef_search: usize,
+    /// Threads inserting points while building or catching up (0: all
+    /// cores). 1 inserts in sample order and gives the same graph, and so
+    /// the same hnsw counts, on every run; more threads build faster but
+    /// race, and the graph (and counts, within the stated recall) differs
+    /// from run to run. Recorded with the index, so a catch-up inserts the
+    /// way the index was built.
+    #[serde(default = "serial")]
+    pub build_threads: usize,
+}
+
+fn serial() -> usize {
+    1
 }
 
 impl Default for IndexParams {
@@ -87,6 +99,7 @@ impl Default for IndexParams {
             m: 16,
             ef_construction: 64,
             ef_search: 64,
+            build_threads: 1,
         }
     }
 }
@@ -161,7 +174,7 @@ impl std::fmt::Debug for ModelIndex {
 
 impl ModelIndex {
     /// Builds an index over unit vectors (one row per sample, in sample-id
-    /// order), inserting in parallel.
+    /// order), inserting with `params.build_threads` threads.
     pub fn build(
         vectors: ArrayView2<'_, f32>,
         sample_ids: Vec<i64>,
@@ -206,15 +219,23 @@ impl ModelIndex {
         let vectors = vectors.as_standard_layout();
         let first = self.sample_ids.len();
         self.hnsw.set_searching_mode(false);
-        // Inserted one by one, in sample order: hnsw_rs draws levels from a
-        // fixed seed, so a serial build gives the same graph every time, and
-        // with it the same hnsw counts for the same catalog. Its parallel
-        // insertion built a different graph on each run, and the count
-        // recall of the accuracy test then moved between 0.986 and 0.998
-        // (the stated bound is 0.99). The price is the build rate, on two
-        // cores about half: reproducible answers come first here. Slices
-        // only move the progress bar.
+        // Serially (`build_threads` 1), points go in one by one in sample
+        // order: hnsw_rs draws levels from a fixed seed, so the graph, and
+        // with it every hnsw count, is the same on every run. hnsw_rs's
+        // parallel insertion races, and its graph differs from run to run:
+        // the accuracy test's count recall moved between 0.986 and 0.998
+        // over such builds. So serial is the default and threads are asked
+        // for (`--index-threads`). Slices only move the progress bar.
         const SLICE: usize = 8192;
+        let pool = match self.params.build_threads {
+            1 => None,
+            threads => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| Error::InvalidArgument(format!("index build threads: {e}")))?,
+            ),
+        };
         let rows: Vec<&[f32]> = vectors
             .outer_iter()
             .map(|row| row.to_slice().expect("standard layout"))
@@ -225,8 +246,13 @@ impl ModelIndex {
                 .enumerate()
                 .map(|(i, row)| (*row, first + chunk_index * SLICE + i))
                 .collect();
-            for &(row, id) in &batch {
-                self.hnsw.insert_slice((row, id));
+            match &pool {
+                None => {
+                    for &(row, id) in &batch {
+                        self.hnsw.insert_slice((row, id));
+                    }
+                }
+                Some(pool) => pool.install(|| self.hnsw.parallel_insert_slice(&batch)),
             }
             progress.inc(chunk.len() as u64);
         }

@@ -224,9 +224,10 @@ const VISIT_S: f64 = 6e-7;
 /// Seconds per point to load a published index (hnsw_rs reads its graph
 /// point by point: 1.1 to 1.6 s at 100,000 points).
 const LOAD_S: f64 = 1.5e-5;
-/// Seconds to insert one point into the index. The build is serial (see
-/// `crate::index`), so this is not divided among threads: 1,000 points per
-/// second measured at 100,000 samples, 520 at a million.
+/// Seconds to insert one point into the index. The default build is serial
+/// (see [`crate::index::IndexParams::build_threads`]): 1,000 points per
+/// second measured at 100,000 samples, 520 at a million. A threaded build
+/// is priced the same, which overstates its cost.
 const INSERT_S: f64 = 1e-3;
 /// Double-precision multiply-adds per second and thread when an hnsw audit
 /// completes its densest anchors exactly.

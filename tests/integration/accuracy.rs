@@ -7,7 +7,7 @@
 
 use modeaudit::audit::{self, AuditOptions, ModesOptions};
 use modeaudit::catalog::Catalog;
-use modeaudit::index::IndexParams;
+use modeaudit::index::{IndexParams, ModelIndex};
 use modeaudit::progress::Progress;
 use modeaudit::sampling;
 use modeaudit::score::Kernel;
@@ -83,6 +83,74 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
         measured / 3.0 <= estimated && estimated <= measured * 3.0,
         "measured {measured:.0} visits per query, estimated {estimated:.0}"
     );
+    // Nearest neighbours of members (what `neighbors --id --k` answers)
+    // against a brute-force ranking: recall at 20 of at least 0.99 over 100
+    // anchors and the worst-case mode, whose clump of near-duplicates the
+    // entry point's descent alone can miss.
+    let mut queries: Vec<usize> = exact_rows
+        .iter()
+        .take(100)
+        .map(|a| index.sample_ids().binary_search(&a.sample_id).unwrap())
+        .collect();
+    queries.push(
+        index
+            .sample_ids()
+            .binary_search(&exact.worst.unwrap().sample_id)
+            .unwrap(),
+    );
+    let mut scratch = modeaudit::index::radius::Scratch::new(index.len());
+    let (mut hits, mut wanted) = (0usize, 0usize);
+    for &q in &queries {
+        let query = index.vector(q);
+        let mut brute: Vec<(usize, f64)> = (0..index.len())
+            .filter(|&i| i != q)
+            .map(|i| (i, modeaudit::vector::dot_exact(query, index.vector(i))))
+            .collect();
+        brute.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let truth: std::collections::HashSet<usize> = brute[..20].iter().map(|p| p.0).collect();
+        let found = index.nearest(query, Some(q), 21, 64, &mut scratch);
+        hits += found.iter().filter(|(id, _)| truth.contains(id)).count();
+        wanted += 20;
+    }
+    let knn_recall = hits as f64 / wanted as f64;
+    eprintln!("nearest 20: recall {knn_recall:.4}");
+    assert!(knn_recall >= 0.99, "nearest-neighbour recall {knn_recall}");
+
+    // A threaded build races and gives another graph on each run; its
+    // counts must hold the same stated recall.
+    let (ids, _) = Catalog::open(&ws.catalog)
+        .unwrap()
+        .embeddings("m", 0)
+        .unwrap();
+    let threaded = ModelIndex::build(
+        embeddings.view(),
+        ids.clone(),
+        IndexParams {
+            build_threads: 2,
+            ..IndexParams::default()
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let rows: Vec<usize> = exact_rows
+        .iter()
+        .map(|a| ids.binary_search(&a.sample_id).unwrap())
+        .collect();
+    let sums = threaded.radius_sums_many(&rows, &kernel, &indicatif::ProgressBar::hidden());
+    let found: u64 = sums.iter().map(|s| s.neighbors).sum();
+    let threaded_recall = found as f64 / total as f64;
+    eprintln!("threaded build: hnsw count recall {threaded_recall:.5}");
+    assert!(
+        sums.iter()
+            .zip(&exact_rows)
+            .all(|(h, e)| h.neighbors <= e.score.neighbors),
+        "a threaded graph counted a sample exact did not"
+    );
+    assert!(
+        threaded_recall >= 0.99,
+        "threaded build count recall {threaded_recall}"
+    );
+
     // And `auto` takes the exact scan here, saying why.
     let auto = audit(&ws, SearchMode::Auto);
     assert_eq!(auto.search, SearchMode::Exact);
