@@ -4,8 +4,8 @@
 //! any ball holding more than `ef` samples, which is exactly the dense ball
 //! that matters. A radius query here therefore runs in two steps:
 //!
-//! 1. a top-k search (k = `ef_search`) finds seeds near the query, and a
-//!    query that is a point of the index is a seed itself;
+//! 1. a top-k search (k = `ef_search`) finds seeds near the query; a query
+//!    that is a point of the index is its own seed instead;
 //! 2. a breadth-first expansion over the bottom layer's links, from those
 //!    seeds, visits every point reachable through points within an expansion
 //!    shell slightly wider than the radius, however many there are.
@@ -35,7 +35,7 @@ use crate::vector::{dot_exact, dot_fast};
 /// Measured: 0.04 gives count recall above 0.99 on the simulator at M = 16;
 /// 0.06 and 0.08 gained nothing on the compare benchmark's 10,000 samples,
 /// where the misses were whole clumps that no walk from the entry point
-/// reached (now seeded from the member itself, see [`ModelIndex::ball`]).
+/// reached (now started from the member itself, see [`ModelIndex::ball`]).
 pub const EXPANSION_SHELL: f64 = 0.04;
 
 /// Slack on the single-precision screening before the exact test, covering
@@ -111,11 +111,14 @@ impl ModelIndex {
     /// All points whose exact dot product with `query` is at least
     /// `min_dot`, as far as the graph expansion reaches. `member` is the
     /// query's own data id when the query is a point of the index: the
-    /// expansion then starts from it too. That matters for collapsed
-    /// identities: their near-duplicates link mostly among themselves, and
-    /// the top-k search from the entry point can miss the whole clump (on
-    /// the compare benchmark's 10,000 samples it found 0 to 3 of the 215
-    /// members for 4 of the clump's anchors).
+    /// expansion then starts from it instead of from hnsw_rs's top-k
+    /// search. Two reasons, both measured on the compare benchmark's data:
+    /// collapsed identities' near-duplicates link mostly among themselves,
+    /// and the search from the entry point could miss the whole clump (it
+    /// found 0 to 3 of the 215 members for 4 of the clump's anchors at
+    /// 10,000 samples); and at a million samples that search cost more
+    /// than the expansion (an hnsw audit took 95.5 s with it, 83.6 s
+    /// without, at the same count recall of 0.9977).
     pub fn ball(
         &self,
         query: &[f32],
@@ -136,7 +139,10 @@ impl ModelIndex {
             (std::f64::consts::PI * min_angle).cos() as f32 - SCREEN_SLACK
         };
         let k = self.params().ef_search.min(self.len());
-        let found = self.search(query, k, self.params().ef_search);
+        let found = match member {
+            Some(_) => Vec::new(),
+            None => self.search(query, k, self.params().ef_search),
+        };
         for id in member
             .into_iter()
             .chain(found.into_iter().map(|(id, _)| id))
@@ -176,9 +182,9 @@ impl ModelIndex {
     /// The `k` points nearest to `query` (largest dot product first), as
     /// (data id, single-precision dot). A best-first search over the bottom
     /// layer with a beam of `ef`, started from hnsw_rs's own top-`ef` answer
-    /// and, for a query that is a point of the index, from that point: the
-    /// entry point's descent alone can miss a clump of near-duplicates (see
-    /// [`ModelIndex::ball`]).
+    /// or, for a query that is a point of the index, from that point (see
+    /// [`ModelIndex::ball`] for why: one lookup at a million samples took
+    /// 310 ms through hnsw_rs's search and 46 ms from the member).
     pub fn nearest(
         &self,
         query: &[f32],
@@ -197,7 +203,10 @@ impl ModelIndex {
         // Candidates to expand, best first; the beam, worst first.
         let mut frontier: BinaryHeap<ByDot> = BinaryHeap::new();
         let mut beam: BinaryHeap<Reverse<ByDot>> = BinaryHeap::new();
-        let found = self.search(query, ef.min(self.len()), ef);
+        let found = match member {
+            Some(_) => Vec::new(),
+            None => self.search(query, ef.min(self.len()), ef),
+        };
         for id in member
             .into_iter()
             .chain(found.into_iter().map(|(id, _)| id))
