@@ -74,7 +74,9 @@ pub struct IndexParams {
     pub m: usize,
     /// `ef_construction`: candidate list length while inserting.
     pub ef_construction: usize,
-    /// `ef` for the top-k search that seeds a radius query.
+    /// `ef` for the top-k search that seeds a query given as a vector (a
+    /// query that is a point of the index starts from that point), and the
+    /// beam of a nearest-neighbour search.
     pub ef_search: usize,
     /// Threads inserting points while building or catching up (0: all
     /// cores). 1 inserts in sample order and gives the same graph, and so
@@ -225,10 +227,10 @@ impl ModelIndex {
         // Serially (`build_threads` 1), points go in one by one in sample
         // order: hnsw_rs draws levels from a fixed seed, so the graph, and
         // with it every hnsw count, is the same on every run. hnsw_rs's
-        // parallel insertion races, and its graph differs from run to run:
-        // the accuracy test's count recall moved between 0.986 and 0.998
-        // over such builds. So serial is the default and threads are asked
-        // for (`--index-threads`). Slices only move the progress bar.
+        // parallel insertion races, and its graph differs from run to run
+        // (the accuracy test holds such graphs to the same count recall).
+        // So serial is the default and threads are asked for
+        // (`--index-threads`). Slices only move the progress bar.
         const SLICE: usize = 8192;
         let pool = match self.params.build_threads {
             1 => None,

@@ -108,6 +108,20 @@ pub struct Ball {
 }
 
 impl ModelIndex {
+    /// Where a graph walk for `query` starts: the query's own data id when
+    /// it is a point of the index (see [`ModelIndex::ball`] for why), else
+    /// hnsw_rs's top-`ef` answer.
+    fn starts(&self, query: &[f32], member: Option<usize>, ef: usize) -> Vec<usize> {
+        match member {
+            Some(id) => vec![id],
+            None => self
+                .search(query, ef.min(self.len()), ef)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        }
+    }
+
     /// All points whose exact dot product with `query` is at least
     /// `min_dot`, as far as the graph expansion reaches. `member` is the
     /// query's own data id when the query is a point of the index: the
@@ -138,15 +152,7 @@ impl ModelIndex {
         } else {
             (std::f64::consts::PI * min_angle).cos() as f32 - SCREEN_SLACK
         };
-        let k = self.params().ef_search.min(self.len());
-        let found = match member {
-            Some(_) => Vec::new(),
-            None => self.search(query, k, self.params().ef_search),
-        };
-        for id in member
-            .into_iter()
-            .chain(found.into_iter().map(|(id, _)| id))
-        {
+        for id in self.starts(query, member, self.params().ef_search) {
             let id = id as u32;
             if scratch.mark(id) {
                 let dot = dot_fast(query, self.vector(id as usize));
@@ -203,14 +209,7 @@ impl ModelIndex {
         // Candidates to expand, best first; the beam, worst first.
         let mut frontier: BinaryHeap<ByDot> = BinaryHeap::new();
         let mut beam: BinaryHeap<Reverse<ByDot>> = BinaryHeap::new();
-        let found = match member {
-            Some(_) => Vec::new(),
-            None => self.search(query, ef.min(self.len()), ef),
-        };
-        for id in member
-            .into_iter()
-            .chain(found.into_iter().map(|(id, _)| id))
-        {
+        for id in self.starts(query, member, ef) {
             if scratch.mark(id as u32) {
                 let entry = ByDot(dot_fast(query, self.vector(id)), id as u32);
                 frontier.push(entry);

@@ -67,7 +67,7 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
     // hold to a factor of 3 here, far from the 512-dimensional data it was
     // fitted on (128 dimensions, two planted modes).
     let catalog = Catalog::open(&ws.catalog).unwrap();
-    let (_, embeddings) = catalog.embeddings("m", 0).unwrap();
+    let (ids, embeddings) = catalog.embeddings("m", 0).unwrap();
     drop(catalog);
     let index =
         modeaudit::index::sync(&ws.catalog, "m", IndexParams::default(), Progress::hidden())
@@ -118,10 +118,6 @@ fn test_hnsw_counts_match_exact_within_tolerance() {
 
     // A threaded build races and gives another graph on each run; its
     // counts must hold the same stated recall.
-    let (ids, _) = Catalog::open(&ws.catalog)
-        .unwrap()
-        .embeddings("m", 0)
-        .unwrap();
     let threaded = ModelIndex::build(
         embeddings.view(),
         ids.clone(),
